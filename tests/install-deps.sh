@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Install everything the tests and the demo need on a fresh Debian 12 machine (run as root).
+# Idempotent: skips what is already there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(pebble bind9 bind9-utils bind9-dnsutils nginx apache2 nftables iptables openssh-server
+              openssh-client ufw curl openssl iproute2 rsync git make procps python3-venv)
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "install-deps: apt-get install ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# Debian starts nothing for us here (no systemd), but on a machine with systemd the packaged
+# services would hold ports 53/80/443 that the rig and the tests need: stop them.
+for svc in nginx apache2 named bind9; do
+  if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$svc" 2>/dev/null; then
+    systemctl stop "$svc" || true
+  fi
+done
+
+PY="${PORTAIL_PYTHON:-python3.11}"
+command -v "$PY" >/dev/null 2>&1 || PY=python3
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+stamp=.venv/.requirements-stamp
+if [ ! -f "$stamp" ] || ! cmp -s tests/requirements.txt "$stamp"; then
+  echo "install-deps: pip install -r tests/requirements.txt"
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q -r tests/requirements.txt
+  cp tests/requirements.txt "$stamp"
+fi
