@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Local test rig: Pebble (three instances), two BIND9 servers, and the facts tests need.
 
 Usage: rig.py start|stop|status|env
