@@ -16,3 +16,23 @@ def rig() -> dict[str, str]:
 @pytest.fixture
 def workdir(tmp_path: Path) -> Path:
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def fleet_factory():
+    """Create namespaced SSH hosts on demand: fleet_factory([3, 4]) -> [Host(3), Host(4)].
+
+    Hosts are torn down at the end of the session. Each test area uses its own indices
+    (see tests/README.md) so tests never share a host by accident.
+    """
+    from tests.fleet import fleet
+
+    made: list[fleet.Host] = []
+
+    def make(indices):
+        hosts = fleet.up(indices)
+        made.extend(h for h in hosts if h not in made)
+        return hosts
+
+    yield make
+    fleet.down(made)

@@ -1,0 +1,273 @@
+"""A fleet of test hosts on this machine, reached by Ansible over real SSH.
+
+Each host fleetN is:
+- a network namespace `pfleetN` with 198.18.1.N/24 and 2001:2:0:1::N/64 (RFC 2544 / RFC 5180
+  benchmarking ranges), wired to the bridge `pfleet0` (198.18.1.254, 2001:2:0:1::fe) in the root namespace;
+- a private mount namespace with overlays on /etc and /var and a fresh tmpfs on /run, so nginx/apache
+  configuration, logs, pid files and firewall persistence files are per host;
+- its own UTS namespace (hostname fleetN);
+- an sshd listening on its addresses, root login with the fleet key only.
+
+BIND (tests/rig) resolves fleetN.portail.test to 198.18.1.N, so Pebble in the root namespace reaches
+port 80/443 of each host across the bridge.
+
+Usage as a script: fleet.py up N [FIRST] | down | inventory PATH N [FIRST] | status
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+STATE = Path(os.environ.get("PORTAIL_FLEET_DIR", REPO / "build" / "fleet")).resolve()
+BRIDGE = "pfleet0"
+BRIDGE_V4 = "198.18.1.254"
+BRIDGE_V6 = "2001:2:0:1::fe"
+PYTHON = str(REPO / ".venv" / "bin" / "python")
+
+
+@dataclass(frozen=True)
+class Host:
+    index: int
+
+    @property
+    def name(self) -> str:
+        return f"fleet{self.index}"
+
+    @property
+    def ns(self) -> str:
+        return f"pfleet{self.index}"
+
+    @property
+    def ipv4(self) -> str:
+        return f"198.18.1.{self.index}"
+
+    @property
+    def ipv6(self) -> str:
+        return f"2001:2:0:1::{self.index:x}"
+
+    @property
+    def fqdn(self) -> str:
+        return f"{self.name}.portail.test"
+
+    @property
+    def dir(self) -> Path:
+        return STATE / self.name
+
+
+def sh(argv: list[str], check: bool = True, **kw: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, check=check, text=True, capture_output=True, **kw)  # type: ignore[call-overload]
+
+
+def _keys() -> None:
+    STATE.mkdir(parents=True, exist_ok=True)
+    if not (STATE / "id_ed25519").exists():
+        sh(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(STATE / "id_ed25519"), "-C", "portail-fleet"])
+    if not (STATE / "ssh_host_ed25519_key").exists():
+        sh(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(STATE / "ssh_host_ed25519_key")])
+    shutil.copy(STATE / "id_ed25519.pub", STATE / "authorized_keys")
+
+
+def _bridge() -> None:
+    if sh(["ip", "link", "show", BRIDGE], check=False).returncode != 0:
+        sh(["ip", "link", "add", BRIDGE, "type", "bridge"])
+        sh(["ip", "addr", "add", f"{BRIDGE_V4}/24", "dev", BRIDGE])
+        sh(["ip", "-6", "addr", "add", f"{BRIDGE_V6}/64", "dev", BRIDGE, "nodad"])
+        sh(["ip", "link", "set", BRIDGE, "up"])
+
+
+def sshd_pid(host: Host) -> int | None:
+    pidf = host.dir / "sshd.pid"
+    if not pidf.exists():
+        return None
+    pid = int(pidf.read_text().strip() or 0)
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return None
+    return pid
+
+
+def _sshd_config(host: Host) -> Path:
+    cfg = host.dir / "sshd_config"
+    cfg.write_text(
+        f"""ListenAddress {host.ipv4}
+ListenAddress [{host.ipv6}]
+Port 22
+HostKey {STATE / "ssh_host_ed25519_key"}
+PermitRootLogin prohibit-password
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+AuthorizedKeysFile {STATE / "authorized_keys"}
+StrictModes no
+UsePAM no
+PidFile /run/sshd.pid
+Subsystem sftp internal-sftp
+MaxStartups 100:30:200
+MaxSessions 50
+LogLevel INFO
+"""
+    )
+    return cfg
+
+
+def up_host(host: Host) -> Host:
+    if sshd_pid(host):
+        return host
+    host.dir.mkdir(parents=True, exist_ok=True)
+    for d in ("etc", "var"):
+        for part in ("upper", "work"):
+            (host.dir / f"{d}-{part}").mkdir(exist_ok=True)
+    if (
+        sh(["ip", "netns", "list"]).stdout.find(host.ns + " ") < 0
+        and host.ns not in sh(["ip", "netns", "list"]).stdout.split()
+    ):
+        sh(["ip", "netns", "add", host.ns])
+    veth = f"pfv{host.index}"
+    if sh(["ip", "link", "show", veth], check=False).returncode != 0:
+        sh(["ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", host.ns])
+        sh(["ip", "link", "set", veth, "master", BRIDGE, "up"])
+        n = ["ip", "netns", "exec", host.ns]
+        sh([*n, "ip", "link", "set", "lo", "up"])
+        sh([*n, "ip", "addr", "add", f"{host.ipv4}/24", "dev", "eth0"])
+        sh([*n, "ip", "-6", "addr", "add", f"{host.ipv6}/64", "dev", "eth0", "nodad"])
+        sh([*n, "ip", "link", "set", "eth0", "up"])
+        sh([*n, "ip", "route", "add", "default", "via", BRIDGE_V4])
+    cfg = _sshd_config(host)
+    d = host.dir
+    script = f"""set -e
+mount --make-rprivate /
+mount -t overlay overlay -o lowerdir=/etc,upperdir={d}/etc-upper,workdir={d}/etc-work /etc
+mount -t overlay overlay -o lowerdir=/var,upperdir={d}/var-upper,workdir={d}/var-work /var
+mount -t tmpfs -o mode=755 tmpfs /run
+mkdir -p /run/sshd /run/lock /run/nginx /run/apache2
+hostname {host.name}
+echo {host.name} > /etc/hostname
+printf '127.0.0.1 localhost\\n{host.ipv4} {host.fqdn} {host.name}\\n::1 localhost\\n' > /etc/hosts
+/usr/sbin/sshd -f {cfg} -E {d}/sshd.log
+sleep 0.2
+cat /run/sshd.pid > {d}/sshd.pid
+"""
+    # ip netns exec gives a new mount namespace; unshare makes it (and the UTS one) ours for good,
+    # and sshd (daemonised) keeps it alive with every login forked from it.
+    sh(["ip", "netns", "exec", host.ns, "unshare", "--mount", "--uts", "--propagation", "private", "sh", "-c", script])
+    end = time.monotonic() + 10
+    while time.monotonic() < end:
+        try:
+            with socket.create_connection((host.ipv4, 22), timeout=0.5):
+                return host
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"sshd of {host.name} did not come up; see {d}/sshd.log")
+
+
+def up(indices: Iterable[int]) -> list[Host]:
+    _keys()
+    _bridge()
+    return [up_host(Host(i)) for i in indices]
+
+
+def down_host(host: Host) -> None:
+    if host.ns in sh(["ip", "netns", "list"]).stdout.split():
+        pids = sh(["ip", "netns", "pids", host.ns], check=False).stdout.split()
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            for pid in pids:
+                try:
+                    os.kill(int(pid), sig)
+                except OSError:
+                    pass
+            time.sleep(0.2)
+            pids = sh(["ip", "netns", "pids", host.ns], check=False).stdout.split()
+            if not pids:
+                break
+        sh(["ip", "netns", "del", host.ns], check=False)
+    sh(["ip", "link", "del", f"pfv{host.index}"], check=False)
+    shutil.rmtree(host.dir, ignore_errors=True)
+
+
+def existing() -> list[Host]:
+    if not STATE.exists():
+        return []
+    return sorted(
+        (Host(int(p.name[5:])) for p in STATE.glob("fleet*") if p.is_dir() and p.name[5:].isdigit()),
+        key=lambda h: h.index,
+    )
+
+
+def down(hosts: Iterable[Host] | None = None) -> None:
+    for host in list(hosts) if hosts is not None else existing():
+        down_host(host)
+
+
+def exec_in(host: Host, argv: list[str], check: bool = False) -> subprocess.CompletedProcess[str]:
+    """Run a command inside the host's network, mount and UTS namespaces (as the host sees itself)."""
+    pid = sshd_pid(host)
+    if pid is None:
+        raise RuntimeError(f"{host.name} is not up")
+    return sh(["nsenter", "-t", str(pid), "-n", "-m", "-u", "--", *argv], check=check)
+
+
+def host_vars(host: Host) -> dict[str, object]:
+    return {
+        "ansible_host": host.ipv4,
+        "ansible_user": "root",
+        "ansible_port": 22,
+        "ansible_python_interpreter": PYTHON,
+        "ansible_ssh_private_key_file": str(STATE / "id_ed25519"),
+        "ansible_ssh_common_args": (
+            "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR "
+            f"-o ControlMaster=auto -o ControlPersist=120s -o ControlPath={STATE}/cm-%C"
+        ),
+        "ansible_ssh_pipelining": True,
+        "portail_fleet_fqdn": host.fqdn,
+        "portail_fleet_ipv6": host.ipv6,
+    }
+
+
+def inventory(hosts: Iterable[Host], groups: dict[str, list[Host]] | None = None) -> dict[str, object]:
+    hosts = list(hosts)
+    inv: dict[str, dict[str, object]] = {"all": {"hosts": {h.name: host_vars(h) for h in hosts}, "children": {}}}
+    for group, members in (groups or {}).items():
+        inv["all"]["children"][group] = {"hosts": {m.name: {} for m in members}}  # type: ignore[index]
+    return inv
+
+
+def write_inventory(path: Path, hosts: Iterable[Host], groups: dict[str, list[Host]] | None = None) -> Path:
+    path.write_text(json.dumps(inventory(hosts, groups), indent=2))
+    return path
+
+
+def main() -> int:
+    cmd = sys.argv[1] if len(sys.argv) > 1 else "status"
+    if cmd == "up":
+        count = int(sys.argv[2])
+        first = int(sys.argv[3]) if len(sys.argv) > 3 else 1
+        for h in up(range(first, first + count)):
+            print(f"{h.name} {h.ipv4} {h.ipv6} up")
+        return 0
+    if cmd == "down":
+        down()
+        return 0
+    if cmd == "inventory":
+        count = int(sys.argv[3])
+        first = int(sys.argv[4]) if len(sys.argv) > 4 else 1
+        write_inventory(Path(sys.argv[2]), [Host(i) for i in range(first, first + count)])
+        return 0
+    for h in existing():
+        print(f"{h.name} {h.ipv4} {'up' if sshd_pid(h) else 'DOWN'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
