@@ -178,7 +178,7 @@ class BenchPebble:
         )
         import socket
 
-        for _ in range(100):
+        for _attempt in range(100):
             try:
                 socket.create_connection((PEBBLE_ADDR, PEBBLE_PORT), timeout=0.2).close()
                 return
@@ -195,7 +195,7 @@ class BenchPebble:
             self.proc.wait(10)
 
 
-def run(playbook: str, inventory: Path, extra: dict[str, str], forks: int) -> tuple[float, int]:
+def run(playbook: str, inventory: Path, extra: dict[str, str], forks: int) -> float:
     pb = WORK / "playbook.yml"
     pb.write_text(playbook)
     ev = WORK / "vars.json"
@@ -220,7 +220,7 @@ def run(playbook: str, inventory: Path, extra: dict[str, str], forks: int) -> tu
     if proc.returncode != 0:
         (WORK / "last-failure.log").write_text(proc.stdout + proc.stderr)
         raise SystemExit(f"playbook failed (rc={proc.returncode}); see {WORK / 'last-failure.log'}")
-    return wall, proc.returncode
+    return wall
 
 
 RESET = (
@@ -267,9 +267,9 @@ def bench(n: int, forks: int) -> dict[str, dict[str, float]]:
         pebble.start()
         try:
             before = pebble.requests()
-            rollout, _ = run(playbook, inv, extra, forks)
+            rollout = run(playbook, inv, extra, forks)
             mid = pebble.requests()
-            noop, _ = run(playbook, inv, extra, forks)
+            noop = run(playbook, inv, extra, forks)
             after = pebble.requests()
         finally:
             pebble.stop()

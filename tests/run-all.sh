@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, in order, with a summary. Called by `make test` (and so by .ci/run).
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 BIN=.venv/bin
 declare -a names=() results=()
 step() {

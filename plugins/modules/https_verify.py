@@ -13,8 +13,8 @@ description:
   - Connects to a web server and checks, for one name, that port 80 answers with a redirect to the same
     host and URI over HTTPS, that the ACME challenge path is not redirected, that port 443 serves
     TLS 1.2 or 1.3 only, the expected certificate and an HSTS header, and that port 80 sends no HSTS.
-  - Usually run on the controller with C(delegate_to: localhost), so it tests the network path
-    (firewall included) rather than the host's own loopback.
+  - "Usually run on the controller with C(delegate_to: localhost), so it tests the network path
+    (firewall included) rather than the loopback of the host."
   - Changes nothing; check mode runs the same checks.
 author:
   - portail.https contributors

@@ -396,7 +396,7 @@ def stop() -> None:
                 os.killpg(pid, signal.SIGTERM)
             except OSError:
                 os.kill(pid, signal.SIGTERM)
-            for _ in range(50):
+            for _attempt in range(50):
                 if not pid_alive(name):
                     break
                 time.sleep(0.1)
