@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 .PHONY: demo test deps rig rig-stop lint sanity unit integration changelog bench clean
 
 demo: deps rig
-	$(BIN)/python playbooks/demo.py
+	bash demo/run.sh
 
 test: deps rig
 	@bash tests/run-all.sh $(PYTEST_ARGS)
