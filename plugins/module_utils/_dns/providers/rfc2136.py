@@ -1,0 +1,412 @@
+# Copyright: (c) 2026, portail.https contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""RFC 2136 dynamic updates signed with TSIG (RFC 8945), sent to a primary server."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import typing as t
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from ansible_collections.portail.https.plugins.module_utils._dns.base import (
+    DnsProvider,
+    RecordSpec,
+    TxtRecord,
+    normalize_records,
+)
+from ansible_collections.portail.https.plugins.module_utils._dns.errors import (
+    DnsAuthError,
+    DnsConfigError,
+    DnsError,
+    DnsNameError,
+    DnsRefusedError,
+    DnsUnreachableError,
+    DnsUpdateError,
+)
+from ansible_collections.portail.https.plugins.module_utils._dns.lookup import (
+    MAX_WORKERS,
+    DnsLookup,
+    Server,
+    describe,
+    parse_server,
+)
+from ansible_collections.portail.https.plugins.module_utils._dns.names import require_dnspython, to_name, to_text
+
+try:
+    import dns.exception
+    import dns.flags
+    import dns.message
+    import dns.name
+    import dns.query
+    import dns.rcode
+    import dns.rdata
+    import dns.rdataclass
+    import dns.rdatatype
+    import dns.rdtypes.ANY.TXT
+    import dns.tsig
+    import dns.update
+except ImportError:  # pragma: no cover - names.HAS_DNSPYTHON records the error
+    pass
+
+if t.TYPE_CHECKING:  # pragma: no cover
+    from dns.message import Message
+    from dns.name import Name
+
+ALGORITHMS = (
+    "hmac-md5",
+    "hmac-sha1",
+    "hmac-sha224",
+    "hmac-sha256",
+    "hmac-sha256-128",
+    "hmac-sha384",
+    "hmac-sha384-192",
+    "hmac-sha512",
+    "hmac-sha512-256",
+)
+
+_OPTION_ALIASES = {
+    "server": "server",
+    "port": "port",
+    "key_name": "key_name",
+    "key_secret": "secret",
+    "secret": "secret",
+    "key_algorithm": "algorithm",
+    "algorithm": "algorithm",
+    "timeout": "timeout",
+    "ttl": "ttl",
+    "resolvers": "resolvers",
+    "nameserver_port": "nameserver_port",
+    "max_cname_depth": "max_cname_depth",
+}
+
+
+@dataclass(frozen=True)
+class Rfc2136Config:
+    """Settings of the RFC 2136 provider. ``repr``/``str`` never show the secret."""
+
+    server: str
+    key_name: t.Optional[str] = None
+    secret: t.Optional[str] = field(default=None, repr=False)
+    algorithm: str = "hmac-sha256"
+    port: int = 53
+    timeout: float = 5.0
+    ttl: int = 60
+    resolvers: tuple[str, ...] = ()
+    nameserver_port: int = 53
+    max_cname_depth: int = 8
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.server, str) or not self.server.strip():
+            raise DnsConfigError("rfc2136: server is required")
+        if not 0 < int(self.port) < 65536 or not 0 < int(self.nameserver_port) < 65536:
+            raise DnsConfigError("rfc2136: port must be between 1 and 65535")
+        if not 0 < float(self.timeout) <= 300:
+            raise DnsConfigError("rfc2136: timeout must be more than 0 and at most 300 seconds")
+        if not 0 <= int(self.ttl) <= 86400:
+            raise DnsConfigError("rfc2136: ttl must be between 0 and 86400")
+        if bool(self.key_name) != bool(self.secret):
+            raise DnsConfigError("rfc2136: key_name and secret go together (give both or neither)")
+        if self.key_name:
+            to_name(self.key_name, what="TSIG key name")
+        if self.secret:
+            try:
+                raw = base64.b64decode(self.secret, validate=True)
+            except (binascii.Error, ValueError):
+                raw = b""
+            if not raw:
+                # never echo the secret, not even a part of it
+                raise DnsConfigError(f"rfc2136: the secret of TSIG key {self.key_name!r} is not valid base64")
+        if self.algorithm.lower().rstrip(".") not in ALGORITHMS:
+            raise DnsConfigError(
+                f"rfc2136: unknown TSIG algorithm {self.algorithm!r}; use one of {', '.join(ALGORITHMS)}"
+            )
+        if isinstance(self.resolvers, (list, str)):
+            resolvers = (self.resolvers,) if isinstance(self.resolvers, str) else tuple(self.resolvers)
+            object.__setattr__(self, "resolvers", resolvers)
+
+    def __str__(self) -> str:
+        return repr(self)
+
+    @classmethod
+    def from_options(cls, options: t.Mapping[str, t.Any]) -> Rfc2136Config:
+        """Build from plugin options; accepts ``key_secret``/``key_algorithm`` as aliases."""
+        kwargs: dict[str, t.Any] = {}
+        for key, value in options.items():
+            if value is None:
+                continue
+            if key not in _OPTION_ALIASES:
+                raise DnsConfigError(f"rfc2136: unknown option {key!r}; known: {', '.join(sorted(_OPTION_ALIASES))}")
+            kwargs[_OPTION_ALIASES[key]] = value
+        if "resolvers" in kwargs:
+            kwargs["resolvers"] = tuple(kwargs["resolvers"])
+        try:
+            return cls(**kwargs)
+        except TypeError as exc:
+            raise DnsConfigError(f"rfc2136: {exc}") from None
+
+
+@dataclass(frozen=True)
+class _Placement:
+    name: Name
+    chain: tuple[Name, ...]
+    target: Name
+    zone: Name
+
+
+def _summary(names: t.Sequence[str], limit: int = 3) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+class Rfc2136Provider(DnsProvider):
+    """TXT records through RFC 2136 UPDATE (TCP, UDP if TCP is refused) with TSIG."""
+
+    kind = "rfc2136"
+
+    def __init__(self, config: Rfc2136Config) -> None:
+        require_dnspython()
+        self.config = config
+        self._server: Server = parse_server(config.server, int(config.port))
+        lookups = [parse_server(r, 53) for r in config.resolvers] or [self._server]
+        self.lookup = DnsLookup(
+            lookups,
+            timeout=float(config.timeout),
+            max_cname_depth=int(config.max_cname_depth),
+            nameserver_port=int(config.nameserver_port),
+        )
+        self.__key: t.Any = None
+        if config.key_name and config.secret:
+            algorithm = dns.name.from_text(config.algorithm.lower().rstrip(".") + ".")
+            if algorithm == dns.name.from_text("hmac-md5."):
+                algorithm = dns.tsig.HMAC_MD5
+            # dns.tsig.Key's repr shows the secret: it stays in this name-mangled attribute.
+            self.__key = dns.tsig.Key(config.key_name, config.secret, algorithm)
+        self._placements: dict[Name, _Placement] = {}
+        self._checked_zones: set[Name] = set()
+
+    def __repr__(self) -> str:
+        return f"Rfc2136Provider({self.config!r})"
+
+    @property
+    def server(self) -> str:
+        return describe(self._server)
+
+    # --- placement: CNAME + zone ---------------------------------------------------------
+
+    def _place(self, name: Name) -> _Placement:
+        cached = self._placements.get(name)
+        if cached is not None:
+            return cached
+        chain = self.lookup.follow_cname(name)
+        target = chain[-1]
+        zone = self.lookup.find_zone(target)
+        placement = _Placement(name, tuple(chain), target, zone)
+        self._placements[name] = placement
+        return placement
+
+    def _place_all(self, names: t.Iterable[Name]) -> dict[Name, _Placement]:
+        todo = sorted(set(names))
+        if len(todo) <= 1:
+            return {n: self._place(n) for n in todo}
+        with ThreadPoolExecutor(max_workers=min(MAX_WORKERS, len(todo))) as pool:
+            results = list(pool.map(self._place, todo))
+        return {p.name: p for p in results}
+
+    def _records(self, records: t.Iterable[RecordSpec]) -> list[TxtRecord]:
+        pairs = normalize_records(records)
+        placements = self._place_all(dns.name.from_text(n) for n, _v in pairs)
+        out = []
+        for name, value in pairs:
+            p = placements[dns.name.from_text(name)]
+            out.append(TxtRecord(name, value, to_text(p.target), to_text(p.zone), tuple(to_text(n) for n in p.chain)))
+        return out
+
+    # --- transport ----------------------------------------------------------------------
+
+    def _fail(self, exc_type: type[DnsError], what: str, zone: str, rcode: str, hint: str, record: str) -> DnsError:
+        return exc_type(
+            f"{what} in zone {zone} at {self.server}: {rcode} ({hint})",
+            record=record,
+            server=self.server,
+            rcode=rcode,
+            zone=zone,
+        )
+
+    def _send(self, message: Message, what: str, zone: str, record: str, *, tcp: bool) -> Message:
+        host, port = self._server
+        timeout = float(self.config.timeout)
+        try:
+            if tcp:
+                try:
+                    return dns.query.tcp(message, host, timeout=timeout, port=port)
+                except (ConnectionRefusedError, ConnectionResetError):
+                    # some servers only take UDP; a timeout is not retried (it would double the wait)
+                    return dns.query.udp(message, host, timeout=timeout, port=port)
+            return dns.query.udp_with_fallback(message, host, timeout=timeout, port=port)[0]
+        except dns.exception.Timeout:
+            raise self._fail(
+                DnsUnreachableError, what, zone, "TIMEOUT", f"no answer within {timeout:g}s", record
+            ) from None
+        except OSError as exc:
+            raise self._fail(DnsUnreachableError, what, zone, "UNREACHABLE", str(exc.strerror or exc), record) from None
+        except dns.tsig.PeerBadKey:
+            raise self._fail(
+                DnsAuthError, what, zone, "BADKEY", f"the server does not know TSIG key {self.config.key_name}", record
+            ) from None
+        except dns.tsig.PeerBadSignature:
+            raise self._fail(
+                DnsAuthError,
+                what,
+                zone,
+                "BADSIG",
+                f"wrong secret or algorithm for TSIG key {self.config.key_name}",
+                record,
+            ) from None
+        except dns.tsig.PeerBadTime:
+            raise self._fail(
+                DnsAuthError, what, zone, "BADTIME", "clocks of the controller and the server differ", record
+            ) from None
+        except dns.tsig.PeerError as exc:
+            raise self._fail(DnsAuthError, what, zone, type(exc).__name__, "TSIG rejected", record) from None
+        except (dns.message.UnknownTSIGKey, dns.tsig.BadSignature):
+            raise self._fail(
+                DnsAuthError, what, zone, "BADSIG", "the answer's TSIG signature does not verify", record
+            ) from None
+        except dns.exception.DNSException as exc:
+            raise self._fail(DnsUpdateError, what, zone, type(exc).__name__, str(exc), record) from None
+
+    def _check_zone(self, zone: Name, record: str) -> None:
+        """Before changing anything: the server answers, knows our key, and is authoritative."""
+        if zone in self._checked_zones:
+            return
+        zone_text = to_text(zone)
+        what = f"checking zone {zone_text} for {record}"
+        query = dns.message.make_query(zone, dns.rdatatype.SOA)
+        query.flags &= ~dns.flags.RD
+        if self.__key is not None:
+            query.use_tsig(self.__key)
+        response = self._send(query, what, zone_text, record, tcp=False)
+        rcode = response.rcode()
+        if rcode in (dns.rcode.REFUSED, dns.rcode.NOTAUTH):
+            raise self._fail(
+                DnsRefusedError,
+                what,
+                zone_text,
+                dns.rcode.to_text(rcode),
+                "the server does not serve this zone for this key",
+                record,
+            )
+        if rcode != dns.rcode.NOERROR or not response.flags & dns.flags.AA:
+            raise self._fail(
+                DnsRefusedError,
+                what,
+                zone_text,
+                dns.rcode.to_text(rcode) if rcode != dns.rcode.NOERROR else "NOAA",
+                "the server is not authoritative for the zone",
+                record,
+            )
+        self._checked_zones.add(zone)
+
+    def update_rrsets(
+        self,
+        zone: str,
+        *,
+        add: t.Sequence[tuple[str, int, str, str]] = (),
+        delete: t.Sequence[tuple[str, str, str]] = (),
+    ) -> None:
+        """Low level: one signed UPDATE. ``add`` holds (name, ttl, type, rdata text), ``delete``
+        holds (name, type, rdata text). Raises the typed errors of this package."""
+        zone_name = to_name(zone, what="zone")
+        message = dns.update.UpdateMessage(zone_name, keyring=self.__key)
+        names = []
+        for name, ttl, rdtype, text in add:
+            rd = dns.rdata.from_text(dns.rdataclass.IN, rdtype, text)
+            message.add(to_name(name), int(ttl), rd)
+            names.append(f"{rdtype.upper()} {to_text(to_name(name))}")
+        for name, rdtype, text in delete:
+            rd = dns.rdata.from_text(dns.rdataclass.IN, rdtype, text)
+            message.delete(to_name(name), rd)
+            names.append(f"{rdtype.upper()} {to_text(to_name(name))}")
+        self._update(message, "UPDATE of " + _summary(names), to_text(zone_name), names)
+
+    def _update(self, message: Message, what: str, zone: str, names: t.Sequence[str]) -> None:
+        record = _summary(list(names))
+        response = self._send(message, what, zone, record, tcp=True)
+        rcode = response.rcode()
+        if rcode == dns.rcode.NOERROR:
+            return
+        text = dns.rcode.to_text(rcode)
+        if rcode in (dns.rcode.REFUSED, dns.rcode.NOTAUTH):
+            hint = (
+                "the key may not change this record, or the server is not the primary for the zone"
+                if self.__key is not None
+                else "unsigned updates are not allowed; give a TSIG key"
+            )
+            raise self._fail(DnsRefusedError, what, zone, text, hint, record)
+        raise self._fail(DnsUpdateError, what, zone, text, "the server rejected the update", record)
+
+    def _txt_update(self, zone: str, adds: t.Sequence[TxtRecord], deletes: t.Sequence[TxtRecord]) -> None:
+        message = dns.update.UpdateMessage(dns.name.from_text(zone), keyring=self.__key)
+        for rec in adds:
+            rd = _txt_rdata(rec.value)
+            message.add(dns.name.from_text(rec.target), int(self.config.ttl), rd)
+        for rec in deletes:
+            rd = _txt_rdata(rec.value)
+            message.delete(dns.name.from_text(rec.target), rd)
+        op = "adding" if adds else "removing"
+        targets = sorted({r.target for r in (adds or deletes)})
+        self._update(message, f"UPDATE {op} TXT {_summary(targets)}", zone, targets)
+
+    # --- record API ---------------------------------------------------------------------
+
+    @staticmethod
+    def _by_zone(records: t.Sequence[TxtRecord]) -> dict[str, list[TxtRecord]]:
+        grouped: dict[str, list[TxtRecord]] = {}
+        for rec in records:
+            grouped.setdefault(rec.zone, []).append(rec)
+        return grouped
+
+    def add_txt_records(self, records: t.Iterable[RecordSpec]) -> list[TxtRecord]:
+        placed = self._records(records)
+        grouped = self._by_zone(placed)
+        for zone, recs in grouped.items():
+            self._check_zone(dns.name.from_text(zone), recs[0].target)
+        done: list[str] = []
+        try:
+            for zone, recs in grouped.items():
+                self._txt_update(zone, recs, ())
+                done.append(zone)
+        except DnsError:
+            for zone in done:  # leave nothing half-done across zones
+                try:
+                    self._txt_update(zone, (), grouped[zone])
+                except DnsError:
+                    pass
+            raise
+        return placed
+
+    def remove_txt_records(self, records: t.Iterable[RecordSpec]) -> list[TxtRecord]:
+        placed = self._records(records)
+        for zone, recs in self._by_zone(placed).items():
+            self._txt_update(zone, (), recs)
+        return placed
+
+    def wait_visible_records(self, records: t.Iterable[RecordSpec], deadline: float) -> dict[str, t.Any]:
+        placed = self._records(records)
+        expected: dict[Name, tuple[Name, set[str]]] = {}
+        for rec in placed:
+            target = dns.name.from_text(rec.target)
+            entry = expected.setdefault(target, (dns.name.from_text(rec.zone), set()))
+            entry[1].add(rec.value)
+        if not expected:
+            return {"seconds": 0.0, "rounds": 0}
+        return self.lookup.wait_all(expected, deadline)
+
+
+def _txt_rdata(value: str) -> t.Any:
+    data = value.encode("utf-8")
+    if len(data) > 255:
+        raise DnsNameError("TXT value longer than 255 bytes")
+    return dns.rdtypes.ANY.TXT.TXT(dns.rdataclass.IN, dns.rdatatype.TXT, [data])
