@@ -9,7 +9,11 @@ import time
 import typing as t
 from dataclasses import dataclass
 
-from ansible_collections.portail.https.plugins.module_utils._dns.errors import DnsError
+from ansible_collections.portail.https.plugins.module_utils._dns.errors import (
+    DnsAuthError,
+    DnsError,
+    DnsUnreachableError,
+)
 from ansible_collections.portail.https.plugins.module_utils._dns.names import check_txt_value, record_name, to_text
 
 
@@ -95,6 +99,8 @@ class DnsProvider(abc.ABC):
         try:
             self.remove_txt_records(specs)
             return []
+        except (DnsUnreachableError, DnsAuthError) as exc:
+            return [str(exc)]  # would fail the same way record by record
         except DnsError:
             pass
         errors: list[str] = []

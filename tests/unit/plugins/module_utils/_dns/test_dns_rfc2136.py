@@ -151,8 +151,8 @@ def test_preflight_refusal_changes_nothing(monkeypatch: pytest.MonkeyPatch) -> N
 def test_cleanup_never_raises(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(dns.query, "tcp", raising(dns.exception.Timeout()))
     errors = provider().cleanup([RECORD, ("_acme-challenge.example.com", "value-2")])
-    assert len(errors) == 2
-    assert all("TIMEOUT" in e for e in errors)
+    assert len(errors) == 1  # unreachable: not retried record by record
+    assert "TIMEOUT" in errors[0]
     assert provider().cleanup([]) == []
 
 
@@ -191,3 +191,17 @@ def test_config_errors(options: dict, match: str) -> None:
 def test_unknown_provider() -> None:
     with pytest.raises(DnsConfigError, match="unknown DNS provider"):
         make_provider("route53", {})
+
+
+def test_cleanup_retries_record_by_record_after_a_refusal(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+
+    def tcp(message, where, **kw):
+        calls.append(1)
+        return answer(dns.rcode.REFUSED)(message, where)
+
+    monkeypatch.setattr(dns.query, "tcp", tcp)
+    errors = provider().cleanup([RECORD, ("_acme-challenge.example.com", "value-2")])
+    assert len(calls) == 3  # the batch, then each record
+    assert len(errors) == 2
+    assert all("REFUSED" in e for e in errors)
