@@ -58,7 +58,7 @@ def main() -> None:
     head = f"{'names':>5} {'add s':>7} {'wait s':>7} {'remove s':>8} {'total s':>8} {'polls':>5}"
     print(f"{head}  (median of {args.rounds} runs)")
     for count in (1, 20):
-        runs = [one_run(facts, count) for _ in range(args.rounds)]
+        runs = [one_run(facts, count) for _round in range(args.rounds)]
         med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
         print(
             f"{count:>5} {med['add']:>7.3f} {med['wait']:>7.3f} {med['remove']:>8.3f} "

@@ -120,7 +120,7 @@ def test_cname_delegation_into_validation_zone(options, servers, rig) -> None:
 
 def test_batch_over_two_zones_one_call(options, servers, rig) -> None:
     provider = make_provider("rfc2136", options)
-    records = [(challenge_name(f"{label()}.{rig['PORTAIL_DNS_ZONE']}"), value()) for _ in range(5)]
+    records = [(challenge_name(f"{label()}.{rig['PORTAIL_DNS_ZONE']}"), value()) for _i in range(5)]
     records.append((challenge_name(f"delegated.{rig['PORTAIL_DNS_ZONE']}"), value()))
     try:
         placed = provider.add_txt_records(records)

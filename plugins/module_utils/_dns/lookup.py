@@ -53,11 +53,11 @@ def parse_server(text: str, default_port: int = 53) -> Server:
     text = text.strip()
     port = default_port
     if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
+        host, _sep, rest = text[1:].partition("]")
         if rest.startswith(":"):
             port = int(rest[1:])
     elif text.count(":") == 1:
-        host, _, p = text.partition(":")
+        host, _sep, p = text.partition(":")
         port = int(p)
     else:
         host = text

@@ -124,7 +124,7 @@ class WalkingLookup(FakeLookup):
 def test_zone_walks_up_labels_when_no_authority() -> None:
     lk = WalkingLookup({}, ["example.com."])
     assert lk.find_zone(N("a.b.example.com.")) == N("example.com.")
-    assert [q for q, _ in lk.asked] == ["a.b.example.com.", "b.example.com.", "example.com."]
+    assert [q for q, _type in lk.asked] == ["a.b.example.com.", "b.example.com.", "example.com."]
 
 
 def test_no_zone_is_a_clear_error() -> None:
