@@ -424,16 +424,20 @@ def _check_token(token: str, content: str) -> None:
         raise CertHostError(f"refusing http-01 key authorization for token {token!r}: unexpected characters")
 
 
-def http01_place(*, webroots: list[str], tokens: list[dict[str, str]]) -> dict[str, t.Any]:
-    """Write each token file into every webroot; returns what to remove afterwards."""
-    missing = [w for w in webroots if not os.path.isdir(w)]
+def http01_place(
+    *, webroots: list[str], tokens: list[dict[str, str]], challenge_dirs: t.Optional[list[str]] = None
+) -> dict[str, t.Any]:
+    """Write each token file into every webroot (under .well-known/acme-challenge/) and every challenge
+    directory (directly); returns what to remove afterwards."""
+    challenge_dirs = challenge_dirs or []
+    missing = [w for w in webroots + challenge_dirs if not os.path.isdir(w)]
     if missing:
         raise CertHostError(f"http-01 webroot does not exist: {', '.join(missing)}")
     files: list[str] = []
     created_dirs: list[str] = []
     try:
-        for webroot in webroots:
-            challenge_dir = os.path.join(webroot, *CHALLENGE_DIR)
+        targets = [os.path.join(w, *CHALLENGE_DIR) for w in webroots] + challenge_dirs
+        for challenge_dir in targets:
             _ensure_dir(challenge_dir, 0o755, created_dirs)
             for item in tokens:
                 _check_token(item["token"], item["content"])

@@ -105,6 +105,11 @@ options:
     type: list
     elements: path
     default: []
+  challenge_dir:
+    description: Directories served as C(/.well-known/acme-challenge/) for http-01 (token files go straight in).
+    type: list
+    elements: path
+    default: []
   tokens:
     description: For V(http01_place), the C(token) / C(content) pairs to write.
     type: list
@@ -172,7 +177,7 @@ REQUIRED = {
     "prepare": ["key_path", "names"],
     "deploy": ["key_path", "cert_path", "cert_pem"],
     "discard": ["key_path"],
-    "http01_place": ["webroot", "tokens"],
+    "http01_place": ["tokens"],
     "alpn_start": ["alpn_certs"],
     "alpn_stop": ["responder"],
 }
@@ -190,7 +195,7 @@ def _fix_attributes(module: AnsibleModule, p: dict[str, t.Any], changed: bool) -
     for path, mode in targets:
         if path and os.path.exists(path):
             args = {"path": path, "owner": p["owner"], "group": p["group"], "mode": mode}
-            args.update({"seuser": None, "serole": None, "setype": None, "selevel": None, "attributes": None})
+            args.update({"secontext": [None, None, None, None], "attributes": None})
             changed = module.set_fs_attributes_if_different(args, changed)
     return changed
 
@@ -217,6 +222,7 @@ def main() -> None:
             "pending_created": {"type": "bool", "default": False},
             "created_dirs": {"type": "list", "elements": "path", "default": []},
             "webroot": {"type": "list", "elements": "path", "default": []},
+            "challenge_dir": {"type": "list", "elements": "path", "default": []},
             "tokens": {"type": "list", "elements": "dict", "default": []},
             "files": {"type": "list", "elements": "path", "default": []},
             "alpn_address": {"type": "str", "default": "0.0.0.0"},  # noqa: S104
@@ -239,7 +245,7 @@ def main() -> None:
                 cert_path=p["cert_path"],
                 chain_path=p["chain_path"],
                 fullchain_path=p["fullchain_path"],
-                webroots=p["webroot"],
+                webroots=p["webroot"] + p["challenge_dir"],
             )
             changed = False
             if p["fix_attributes"] and not result["missing_files"]:
@@ -270,7 +276,7 @@ def main() -> None:
                 key_path=p["key_path"], pending_created=p["pending_created"], created_dirs=p["created_dirs"]
             )
         elif step == "http01_place":
-            result = ch.http01_place(webroots=p["webroot"], tokens=p["tokens"])
+            result = ch.http01_place(webroots=p["webroot"], tokens=p["tokens"], challenge_dirs=p["challenge_dir"])
         elif step == "http01_cleanup":
             result = ch.http01_cleanup(files=p["files"], created_dirs=p["created_dirs"])
         elif step == "alpn_start":

@@ -1,0 +1,342 @@
+#!/usr/bin/python
+# Copyright: (c) 2026, portail.https contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: acme_certificate
+short_description: One task from nothing to a deployed ACME certificate (HTTP-01, DNS-01, TLS-ALPN-01)
+version_added: 0.1.0
+description:
+  - Issues, renews and deploys certificates from an ACME CA (RFC 8555) in a single task. It is an action
+    plugin: the ACME protocol and the DNS updates run on the controller, where the account key and the DNS
+    credentials stay; the managed host only runs M(portail.https.acme_certificate_host).
+  - The certificate's private key is generated on the managed host (mode 0600) and never leaves it; only
+    the CSR travels. A new key is written next to O(key_path) as C(<key_path>.pending) and moved into place
+    in the same step as the new certificate, so a failed order never leaves a key that does not match the
+    served certificate. A failed run removes the pending key it created.
+  - 'Decides per certificate and reports why (RV(reason)): V(missing), V(names_changed), V(key_type_changed),
+    V(key_mismatch), V(expiring) (less than O(renew_remaining_fraction) of the lifetime left), V(ari_window)
+    (inside the renewal window the CA suggests through ARI, RFC 9773) or V(forced); V(valid) when nothing is
+    done.'
+  - The decision is made locally first. When the certificate is still good, the only CA request is the ARI
+    check (C(GET renewalInfo)), and none at all when the CA that issued it has no ARI (remembered in
+    C(<cert_path>.acme.json) on the host). Renewals send C(replaces) when the CA supports ARI.
+  - Certificate, chain and full chain are written atomically (temporary file in the same directory, fsync,
+    rename); the previous files are kept as C(.bak).
+  - Challenge files, DNS records and the TLS-ALPN-01 responder are removed after success and after failure.
+  - Input is checked before the CA is contacted, malformed names, wildcards without dns-01, IP addresses
+    with dns-01, missing webroots and unknown options fail with a clear message and change nothing.
+  - With O(certificates), several certificates for the same host are handled in one task, concurrently,
+    sharing one ACME session.
+  - B(tls-alpn-01 and a running web server.) The responder must own the address and port the CA connects
+    to (port 443 of the address the name resolves to). Either give it a free port 443 (no web server
+    listening there yet, or a web server bound to other addresses than O(alpn_address)), or route by ALPN
+    in front of the web server, for example with nginx's stream module listening on 443 -
+    C(map $ssl_preread_alpn_protocols $upstream { ~\bacme-tls/1\b 127.0.0.1:10443; default 127.0.0.1:8443; })
+    with C(ssl_preread on;) and C(proxy_pass $upstream;), the HTTP server moved to 8443 - and set
+    O(alpn_address=127.0.0.1) and O(alpn_port=10443). If the port is taken, the task fails before the
+    challenge is answered and says so.
+author:
+  - portail.https contributors
+requirements:
+  - cryptography on the controller and on the managed host (Python >= 3.9 there)
+  - dnspython >= 2.4 on the controller for dns-01
+attributes:
+  action:
+    support: full
+  async:
+    support: none
+  check_mode:
+    support: full
+    details: Reports what would happen (and why) without creating orders or touching files.
+  diff_mode:
+    support: full
+    details: Names and expiry before and after.
+  platform:
+    platforms: posix
+options:
+  names:
+    description:
+      - DNS names and IP addresses of the certificate (the first is the subject). A wildcard C(*.example.org)
+        needs O(challenge=dns-01); an IP address needs http-01 or tls-alpn-01 (RFC 8738).
+      - Mutually exclusive with O(certificates).
+    type: list
+    elements: str
+  certificates:
+    description:
+      - Several certificates for this host, handled concurrently. Each item takes C(names) and optionally
+        C(name) (a label for results), C(key_type), C(key_path), C(cert_path), C(chain_path),
+        C(fullchain_path), C(owner), C(group), C(mode), C(key_mode), C(backup), C(challenge), C(webroot),
+        C(challenge_dir), C(dns), C(alpn_address), C(alpn_port), C(profile), C(preferred_chain), C(force),
+        C(renew_remaining_fraction); anything not given comes from the task's options of the same name.
+    type: list
+    elements: dict
+  key_type:
+    description: Type of the certificate's private key. Changing it renews the certificate with a new key.
+    type: str
+    choices: [ec256, ec384, rsa2048, rsa3072, rsa4096]
+    default: ec256
+  key_path:
+    description: Path of the private key on the managed host (required unless every item of O(certificates) sets it).
+    type: str
+  cert_path:
+    description: Path of the certificate (leaf only) on the managed host.
+    type: str
+  chain_path:
+    description: Path of the intermediate chain on the managed host. Not written when omitted.
+    type: str
+  fullchain_path:
+    description: Path of leaf plus chain on the managed host. Not written when omitted.
+    type: str
+  owner:
+    description: Owner of the key and certificate files.
+    type: str
+  group:
+    description: Group of the key and certificate files.
+    type: str
+  mode:
+    description: Mode of the certificate, chain and full chain files.
+    type: raw
+    default: "0644"
+  key_mode:
+    description: Mode of the private key.
+    type: raw
+    default: "0600"
+  backup:
+    description: Keep the previous key and certificate files as C(<path>.bak).
+    type: bool
+    default: true
+  acme_directory:
+    description: URL of the CA's ACME directory.
+    type: str
+    required: true
+  acme_ca_bundle:
+    description: PEM bundle on the controller to verify the ACME server's TLS certificate with.
+    type: path
+  validate_certs:
+    description: Verify the ACME server's TLS certificate.
+    type: bool
+    default: true
+  account_key_src:
+    description: Path of the ACME account key on the controller (EC P-256/P-384/P-521 or RSA, PEM).
+    type: path
+  account_key_content:
+    description: The ACME account key itself (PEM). Never logged.
+    type: str
+  contact:
+    description: Account contact URLs (C(mailto:) is added to bare addresses).
+    type: list
+    elements: str
+    default: []
+  terms_agreed:
+    description: Agree to the CA's terms of service when the account is created.
+    type: bool
+    default: false
+  eab_kid:
+    description: External account binding key identifier (for CAs that require it).
+    type: str
+  eab_hmac_key:
+    description: External account binding MAC key (base64url). Never logged.
+    type: str
+  eab_alg:
+    description: External account binding MAC algorithm.
+    type: str
+    choices: [HS256, HS384, HS512]
+    default: HS256
+  profile:
+    description: Certificate profile to request (for CAs that offer profiles in their directory).
+    type: str
+  preferred_chain:
+    description: Common name of an issuer in the chain to prefer among the alternates the CA offers.
+    type: str
+  challenge:
+    description: How the CA checks control of the names.
+    type: str
+    choices: [http-01, dns-01, tls-alpn-01]
+    default: http-01
+  webroot:
+    description:
+      - For http-01, web roots on the managed host; the token file is written to
+        C(<webroot>/.well-known/acme-challenge/<token>) in each. Must exist (checked before any order).
+    type: list
+    elements: str
+    default: []
+  challenge_dir:
+    description:
+      - For http-01, a directory on the managed host that the web server serves as C(/.well-known/acme-challenge/)
+        (token files are written straight into it). Must exist.
+    type: str
+  dns:
+    description: For dns-01, where and how to send RFC 2136 updates (from the controller).
+    type: dict
+    suboptions:
+      provider:
+        description: DNS backend.
+        type: str
+        choices: [rfc2136]
+        default: rfc2136
+      server:
+        description: Primary server accepting updates (name or address, optionally C(host:port)).
+        type: str
+      port:
+        description: Port of O(dns.server).
+        type: int
+      key_name:
+        description: TSIG key name.
+        type: str
+      key_secret:
+        description: TSIG secret (base64). Never logged.
+        type: str
+      key_algorithm:
+        description: TSIG algorithm, for example C(hmac-sha256).
+        type: str
+      timeout:
+        description: Seconds per DNS query or update.
+        type: float
+      ttl:
+        description: TTL of the TXT records.
+        type: int
+      resolvers:
+        description: Servers used for zone discovery and CNAME following (default the update server).
+        type: list
+        elements: str
+      nameserver_port:
+        description: Port on which the zone's authoritative servers are asked.
+        type: int
+      propagation_timeout:
+        description: Seconds to wait until every authoritative server serves the TXT values.
+        type: float
+  alpn_address:
+    description: For tls-alpn-01, address the responder listens on, on the managed host.
+    type: str
+    default: "0.0.0.0"
+  alpn_port:
+    description: For tls-alpn-01, port the responder listens on (the CA connects to 443).
+    type: int
+    default: 443
+  renew_remaining_fraction:
+    description: Renew when less than this fraction of the certificate's lifetime is left.
+    type: float
+    default: 0.3333333333333333
+  use_ari:
+    description: Ask the CA's renewalInfo (ARI) whether to renew a certificate that is otherwise still good.
+    type: bool
+    default: true
+  force:
+    description: Issue a new certificate even when the current one is good.
+    type: bool
+    default: false
+  timeout:
+    description: Overall seconds for one order (validation, finalization, download).
+    type: float
+    default: 300
+  concurrency:
+    description: How many certificates of O(certificates) are processed at the same time.
+    type: int
+    default: 4
+notes:
+  - The ACME account is looked up (or created) only when an order is needed.
+  - Polling honours C(Retry-After) and stops at O(timeout).
+seealso:
+  - module: portail.https.https_verify
+"""
+
+EXAMPLES = r"""
+- name: Certificate for www over http-01 into nginx's webroot
+  portail.https.acme_certificate:
+    names: [www.example.org, example.org]
+    acme_directory: https://acme-v02.api.letsencrypt.org/directory
+    account_key_src: "{{ playbook_dir }}/secrets/account.key"
+    contact: [hostmaster@example.org]
+    terms_agreed: true
+    webroot: /var/www/html
+    key_path: /etc/ssl/portail/www/privkey.pem
+    cert_path: /etc/ssl/portail/www/cert.pem
+    chain_path: /etc/ssl/portail/www/chain.pem
+    fullchain_path: /etc/ssl/portail/www/fullchain.pem
+  register: cert
+  notify: Reload nginx
+
+- name: Wildcard plus apex over dns-01 (RFC 2136 from the controller)
+  portail.https.acme_certificate:
+    names: ["*.example.org", example.org]
+    challenge: dns-01
+    dns:
+      server: ns1.example.org
+      key_name: acme-update
+      key_secret: "{{ vault_tsig_secret }}"
+      key_algorithm: hmac-sha256
+    acme_directory: https://acme-v02.api.letsencrypt.org/directory
+    account_key_content: "{{ vault_account_key }}"
+    key_path: /etc/ssl/portail/wild/privkey.pem
+    cert_path: /etc/ssl/portail/wild/cert.pem
+    fullchain_path: /etc/ssl/portail/wild/fullchain.pem
+
+- name: Two certificates at once
+  portail.https.acme_certificate:
+    acme_directory: https://acme-v02.api.letsencrypt.org/directory
+    account_key_src: secrets/account.key
+    webroot: /var/www/html
+    certificates:
+      - {name: www, names: [www.example.org], key_path: /etc/ssl/www.key, cert_path: /etc/ssl/www.crt}
+      - name: api
+        names: [api.example.org]
+        key_type: rsa2048
+        key_path: /etc/ssl/api.key
+        cert_path: /etc/ssl/api.crt
+"""
+
+RETURN = r"""
+reason:
+  description: Why the certificate was (or would be) issued, or V(valid). Single form only.
+  returned: success, single form
+  type: str
+  sample: expiring
+reason_msg:
+  description: The reason in words.
+  returned: success, single form
+  type: str
+  sample: 20.1 days left of 90, less than 33% of the lifetime (renew_remaining_fraction)
+serial:
+  description: Serial number (hexadecimal) of the certificate now deployed.
+  returned: success, single form
+  type: str
+not_before:
+  description: Start of validity (ISO 8601).
+  returned: success, single form
+  type: str
+not_after:
+  description: End of validity (ISO 8601).
+  returned: success, single form
+  type: str
+names:
+  description: Names in the certificate.
+  returned: success, single form
+  type: list
+  elements: str
+issuer:
+  description: Issuer distinguished name.
+  returned: success, single form
+  type: str
+key_type:
+  description: Type of the certificate's key.
+  returned: success, single form
+  type: str
+replaces:
+  description: ARI certificate identifier sent as C(replaces) in the order.
+  returned: when a renewal was ordered from a CA with ARI
+  type: str
+certificates:
+  description: One entry per certificate with the fields above plus C(name), C(changed) and the paths.
+  returned: always
+  type: list
+  elements: dict
+acme_requests:
+  description: HTTP requests sent to the CA by this task.
+  returned: always
+  type: int
+  sample: 0
+"""
