@@ -119,6 +119,7 @@ class Outcome:
     replaces: t.Optional[str] = None
     warnings: list[str] = field(default_factory=list)
     error: t.Optional[str] = None
+    dns_records: list[dict[str, str]] = field(default_factory=list)
 
     def result(self) -> dict[str, t.Any]:
         cert = self.cert or {}
@@ -141,6 +142,8 @@ class Outcome:
         }
         if self.replaces:
             out["replaces"] = self.replaces
+        if self.dns_records:
+            out["dns_records"] = self.dns_records
         if self.error:
             out["failed"] = True
             out["msg"] = self.error
@@ -295,7 +298,7 @@ class CertificateRun:
             out.replaces = replaces
             challenges = session.challenges(order, spec.challenge)
             if challenges:
-                self._place_and_validate(session, spec, challenges, cleanups, deadline)
+                self._place_and_validate(session, spec, challenges, cleanups, deadline, out)
             try:
                 order = session.finalize(order, prep["csr"], deadline)
                 cert_pem, chain_pem = session.download(order, spec.preferred_chain)
@@ -357,6 +360,7 @@ class CertificateRun:
         challenges: list[Challenge],
         cleanups: list[t.Callable[[], t.Optional[str]]],
         deadline: float,
+        out: Outcome,
     ) -> None:
         lock = self._alpn_lock(spec) if spec.challenge == "tls-alpn-01" else None
         if lock is not None:
@@ -365,7 +369,7 @@ class CertificateRun:
         if spec.challenge == "http-01":
             self._place_http01(spec, challenges, cleanups)
         elif spec.challenge == "dns-01":
-            self._place_dns01(spec, challenges, cleanups, deadline)
+            self._place_dns01(spec, challenges, cleanups, deadline, out)
         else:
             self._place_alpn01(session, spec, challenges, cleanups)
         for ch in challenges:
@@ -410,6 +414,7 @@ class CertificateRun:
         challenges: list[Challenge],
         cleanups: list[t.Callable[[], t.Optional[str]]],
         deadline: float,
+        out: Outcome,
     ) -> None:
         if self.dns_factory is None:
             raise CertificateError("dns-01 needs the DNS backend, which is not available")
@@ -430,7 +435,8 @@ class CertificateRun:
             return "; ".join(errors) if errors else None
 
         try:
-            provider.add_txt_records(records)
+            placed = provider.add_txt_records(records)
+            out.dns_records = [{"name": r.name, "target": r.target or r.name, "zone": r.zone} for r in placed]
         except DnsError as exc:
             # a batch may have been partly applied in another zone: remove whatever is there
             provider.cleanup(records)

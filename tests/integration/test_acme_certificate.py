@@ -1,0 +1,501 @@
+"""portail.https.acme_certificate against the rig's Pebble and BIND: one task from nothing to a deployed cert.
+
+Addresses 127.0.30.N (certN.portail.test). Every scenario runs twice; the second run changes nothing and,
+Pebble having no ARI, sends no request to the CA.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import dns.message
+import dns.query
+import dns.rdatatype
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from .harness import run_playbook
+
+pytestmark = pytest.mark.rig
+
+TASK = "acme_certificate"
+
+
+def playbook(args: dict) -> str:
+    return (
+        "- hosts: localhost\n  gather_facts: false\n  tasks:\n"
+        f"    - name: {TASK}\n"
+        "      portail.https.acme_certificate: " + json.dumps(args) + "\n"
+        "      register: r\n"
+    )
+
+
+@pytest.fixture(scope="module")
+def account_key(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("account") / "account.key"
+    key = ec.generate_private_key(ec.SECP256R1())
+    path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return path
+
+
+def base(rig, account_key: Path, out: Path, names: list[str], **extra) -> dict:
+    args = {
+        "names": names,
+        "acme_directory": rig["PORTAIL_ACME_DIRECTORY"],
+        "acme_ca_bundle": rig["PORTAIL_ACME_CA_BUNDLE"],
+        "account_key_src": str(account_key),
+        "terms_agreed": True,
+        "key_path": str(out / "privkey.pem"),
+        "cert_path": str(out / "cert.pem"),
+        "chain_path": str(out / "chain.pem"),
+        "fullchain_path": str(out / "fullchain.pem"),
+    }
+    args.update(extra)
+    return args
+
+
+def dns_settings(rig, **extra) -> dict:
+    d = {
+        "server": rig["PORTAIL_DNS_PRIMARY"],
+        "key_name": rig["PORTAIL_TSIG_NAME"],
+        "key_secret": rig["PORTAIL_TSIG_SECRET"],
+        "key_algorithm": rig["PORTAIL_TSIG_ALGORITHM"],
+        "propagation_timeout": 60,
+    }
+    d.update(extra)
+    return d
+
+
+def txt_values(server: str, name: str) -> set[str]:
+    """TXT values at name (CNAME followed by the authoritative answer)."""
+    q = dns.message.make_query(name, dns.rdatatype.TXT)
+    resp = dns.query.udp(q, server, timeout=3)
+    out: set[str] = set()
+    for rrset in resp.answer:
+        if rrset.rdtype == dns.rdatatype.TXT:
+            for rd in rrset:
+                out.add(b"".join(rd.strings).decode())
+    return out
+
+
+def assert_no_txt(rig, name: str) -> None:
+    """Gone from the primary at once, and from the secondary once it has caught up (NOTIFY + IXFR)."""
+    assert txt_values(rig["PORTAIL_DNS_PRIMARY"], name) == set()
+    deadline = time.monotonic() + 60
+    while txt_values(rig["PORTAIL_DNS_SECONDARY"], name) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert txt_values(rig["PORTAIL_DNS_SECONDARY"], name) == set()
+
+
+def run(tmp: Path, args: dict, **kw):
+    return run_playbook(playbook(args), tmp, **kw)
+
+
+def twice(tmp: Path, args: dict):
+    """Run the task twice; assert the first changed, the second did not and cost no CA request."""
+    first = run(tmp, args)
+    assert first.rc == 0, first.stdout[-3000:] + first.stderr[-2000:]
+    r1 = first.result(TASK)
+    assert r1["changed"] is True
+    second = run(tmp, args)
+    assert second.rc == 0, second.stdout[-3000:]
+    r2 = second.result(TASK)
+    assert second.changed() == 0
+    assert r2["reason"] == "valid"
+    assert r2["acme_requests"] == 0  # Pebble has no ARI: decided locally, no directory fetch
+    assert r2["serial"] == r1["serial"]
+    return r1, r2
+
+
+def check_deployed(out: Path, names: list[str], result: dict) -> x509.Certificate:
+    key_file = out / "privkey.pem"
+    assert (key_file.stat().st_mode & 0o777) == 0o600
+    assert not (out / "privkey.pem.pending").exists()
+    cert = x509.load_pem_x509_certificate((out / "cert.pem").read_bytes())
+    key = serialization.load_pem_private_key(key_file.read_bytes(), None)
+    spki = serialization.PublicFormat.SubjectPublicKeyInfo
+    assert cert.public_key().public_bytes(serialization.Encoding.DER, spki) == key.public_key().public_bytes(
+        serialization.Encoding.DER, spki
+    )
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    got = [n.lower() for n in san.get_values_for_type(x509.DNSName)] + [
+        str(i) for i in san.get_values_for_type(x509.IPAddress)
+    ]
+    assert sorted(got) == sorted(names)
+    assert format(cert.serial_number, "x") == result["serial"]
+    full = (out / "fullchain.pem").read_bytes()
+    assert full.startswith((out / "cert.pem").read_bytes())
+    assert full.endswith((out / "chain.pem").read_bytes())
+    return cert
+
+
+class Nginx:
+    """A minimal nginx of our own (own -c config, -p prefix in tmp) serving a webroot on port 80."""
+
+    def __init__(self, tmp: Path, addresses: list[str]) -> None:
+        self.prefix = tmp / "nginx"
+        self.webroot = tmp / "www"
+        (self.prefix / "logs").mkdir(parents=True)
+        (self.prefix / "tmp").mkdir()
+        self.webroot.mkdir()
+        listens = "\n".join(f"    listen {a}:80;" for a in addresses)
+        temps = " ".join(
+            f"{k}_temp_path {self.prefix / 'tmp'};" for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+        )
+        self.conf = self.prefix / "nginx.conf"
+        self.conf.write_text(
+            f"user root;\nworker_processes 1;\nerror_log {self.prefix / 'logs/error.log'};\n"
+            f"pid {self.prefix / 'nginx.pid'};\nevents {{ worker_connections 64; }}\n"
+            f"http {{\n  access_log off;\n  {temps}\n  server {{\n{listens}\n"
+            f"    root {self.webroot};\n    default_type text/plain;\n  }}\n}}\n"
+        )
+        subprocess.run(["nginx", "-p", str(self.prefix), "-c", str(self.conf)], check=True)
+        for a in addresses:
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                try:
+                    socket.create_connection((a, 80), timeout=0.5).close()
+                    break
+                except OSError:
+                    time.sleep(0.05)
+
+    def stop(self) -> None:
+        pid_file = self.prefix / "nginx.pid"
+        if pid_file.exists():
+            pid = int(pid_file.read_text().strip())
+            os.kill(pid, signal.SIGQUIT)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and pid_file.exists():
+                time.sleep(0.05)
+
+
+@pytest.fixture
+def nginx_factory(tmp_path):
+    started: list[Nginx] = []
+
+    def make(addresses: list[str]) -> Nginx:
+        n = Nginx(tmp_path, addresses)
+        started.append(n)
+        return n
+
+    yield make
+    for n in started:
+        n.stop()
+
+
+def challenge_files(webroot: Path) -> list[Path]:
+    return list(webroot.rglob("*"))
+
+
+# --- issuance -----------------------------------------------------------------------------------------
+
+
+def test_http01_into_nginx_webroot(rig, account_key, tmp_path, nginx_factory):
+    nginx = nginx_factory(["127.0.30.1"])
+    out = tmp_path / "certs" / "cert1"  # does not exist yet: created on the host
+    args = base(rig, account_key, out, ["cert1.portail.test"], webroot=str(nginx.webroot))
+    r1, _r2 = twice(tmp_path, args)
+    assert r1["reason"] == "missing"
+    assert r1["acme_requests"] <= 12
+    check_deployed(out, ["cert1.portail.test"], r1)
+    assert challenge_files(nginx.webroot) == []  # token files and the directories made for them are gone
+    assert json.loads((out / "cert.pem.acme.json").read_text())["directory"] == rig["PORTAIL_ACME_DIRECTORY"]
+
+
+def test_ip_identifier_over_http01(rig, account_key, tmp_path, nginx_factory):
+    nginx = nginx_factory(["127.0.30.2"])
+    out = tmp_path / "cert2"
+    args = base(rig, account_key, out, ["127.0.30.2"], webroot=str(nginx.webroot), key_type="rsa2048")
+    r1, _ = twice(tmp_path, args)
+    check_deployed(out, ["127.0.30.2"], r1)
+    assert r1["key_type"] == "rsa2048"
+
+
+def test_dns01_wildcard_and_apex(rig, account_key, tmp_path):
+    out = tmp_path / "cert3"
+    names = ["*.cert3.portail.test", "cert3.portail.test"]
+    args = base(rig, account_key, out, names, challenge="dns-01", dns=dns_settings(rig), key_type="ec384")
+    r1, _ = twice(tmp_path, args)
+    check_deployed(out, names, r1)
+    assert_no_txt(rig, "_acme-challenge.cert3.portail.test")
+
+
+def test_dns01_through_cname_into_validation_zone(rig, account_key, tmp_path):
+    out = tmp_path / "delegated"
+    names = ["delegated.portail.test"]
+    args = base(rig, account_key, out, names, challenge="dns-01", dns=dns_settings(rig))
+    q = dns.message.make_query("_acme-challenge.delegated.portail.test", dns.rdatatype.CNAME)
+    cname = dns.query.udp(q, rig["PORTAIL_DNS_PRIMARY"], timeout=3).answer[0][0].target.to_text()
+    assert cname.endswith("validation.test.")
+    res = run(tmp_path, args)
+    r = res.result(TASK)
+    # The value is written at the CNAME target, in the validation zone, and removed afterwards.
+    assert r["dns_records"] == [
+        {"name": "_acme-challenge.delegated.portail.test.", "target": cname, "zone": "validation.test."}
+    ]
+    assert_no_txt(rig, cname)
+    if res.rc != 0 and "No TXT records found" in r["msg"]:
+        # The rig's BIND runs with `recursion no` and does not chase a CNAME into another zone, and
+        # Pebble's resolver does not chase it either, so Pebble cannot see a delegated value here.
+        pytest.xfail("rig DNS is not recursive: Pebble cannot follow the _acme-challenge CNAME")
+    assert res.rc == 0, r["msg"]
+    check_deployed(out, names, r)
+    twice(tmp_path, args)
+
+
+def test_tls_alpn01_on_free_port_443(rig, account_key, tmp_path):
+    out = tmp_path / "cert4"
+    args = base(rig, account_key, out, ["cert4.portail.test"], challenge="tls-alpn-01", alpn_address="127.0.30.4")
+    r1, _ = twice(tmp_path, args)
+    check_deployed(out, ["cert4.portail.test"], r1)
+    with pytest.raises(OSError):  # the responder is gone
+        socket.create_connection(("127.0.30.4", 443), timeout=1).close()
+    assert not list(Path("/tmp").glob("portail-alpn-*"))
+
+
+def test_tls_alpn01_port_taken_fails_clearly(rig, account_key, tmp_path):
+    out = tmp_path / "cert14"
+    blocker = socket.socket()
+    blocker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    blocker.bind(("127.0.30.14", 443))
+    blocker.listen(1)
+    try:
+        args = base(rig, account_key, out, ["cert14.portail.test"], challenge="tls-alpn-01", alpn_address="127.0.30.14")
+        res = run(tmp_path, args)
+    finally:
+        blocker.close()
+    assert res.rc != 0
+    msg = res.result(TASK)["msg"]
+    assert "127.0.30.14:443" in msg and "tls-alpn-01" in msg
+    assert not out.exists()
+
+
+def test_renewal_when_names_change_and_diff(rig, account_key, tmp_path, nginx_factory):
+    nginx = nginx_factory(["127.0.30.5", "127.0.30.6"])
+    out = tmp_path / "cert5"
+    args = base(rig, account_key, out, ["cert5.portail.test"], webroot=str(nginx.webroot))
+    r1, _ = twice(tmp_path, args)
+    args["names"] = ["cert5.portail.test", "cert6.portail.test"]
+    changed = run(tmp_path, args, diff=True)
+    assert changed.rc == 0, changed.stdout[-3000:]
+    r = changed.result(TASK)
+    assert r["changed"] is True and r["reason"] == "names_changed"
+    assert "cert6.portail.test" in r["reason_msg"]
+    assert r["serial"] != r1["serial"]
+    assert "cert6.portail.test" in r["diff"]["after"] and "cert6" not in r["diff"]["before"]
+    check_deployed(out, args["names"], r)
+    assert (out / "cert.pem.bak").exists() and (out / "privkey.pem.bak").exists()
+    old = x509.load_pem_x509_certificate((out / "cert.pem.bak").read_bytes())
+    assert format(old.serial_number, "x") == r1["serial"]
+    again = run(tmp_path, args)
+    assert again.rc == 0 and again.changed() == 0
+
+
+def test_force_and_key_type_change(rig, account_key, tmp_path):
+    out = tmp_path / "cert7"
+    args = base(rig, account_key, out, ["cert7.portail.test"], challenge="dns-01", dns=dns_settings(rig))
+    twice(tmp_path, args)
+    args["key_type"] = "ec384"
+    res = run(tmp_path, args)
+    r = res.result(TASK)
+    assert res.rc == 0 and r["reason"] == "key_type_changed" and r["key_type"] == "ec384"
+    args["force"] = True
+    res = run(tmp_path, args)
+    assert res.rc == 0 and res.result(TASK)["reason"] == "forced"
+
+
+def test_check_mode_creates_nothing(rig, account_key, tmp_path, nginx_factory):
+    nginx = nginx_factory(["127.0.30.8"])
+    out = tmp_path / "cert8"
+    args = base(rig, account_key, out, ["cert8.portail.test"], webroot=str(nginx.webroot))
+    res = run(tmp_path, args, check=True, diff=True)
+    assert res.rc == 0, res.stdout[-3000:]
+    r = res.result(TASK)
+    assert r["changed"] is True and r["reason"] == "missing"
+    assert r["acme_requests"] == 0  # no order, not even a directory fetch
+    assert "would issue" in r["msg"]
+    assert not out.exists()
+    assert challenge_files(nginx.webroot) == []
+    # and with a certificate in place, check mode reports nothing to do
+    twice(tmp_path, args)
+    res = run(tmp_path, args, check=True)
+    assert res.rc == 0 and res.changed() == 0
+
+
+def test_list_form_concurrent(rig, account_key, tmp_path, nginx_factory):
+    nginx = nginx_factory(["127.0.30.9", "127.0.30.10"])
+    out = tmp_path / "many"
+    args = base(rig, account_key, out, [], webroot=str(nginx.webroot))
+    for k in ("names", "key_path", "cert_path", "chain_path", "fullchain_path"):
+        args.pop(k)
+    args["certificates"] = [
+        {
+            "name": f"c{n}",
+            "names": [f"cert{n}.portail.test"],
+            "key_path": str(out / f"c{n}" / "privkey.pem"),
+            "cert_path": str(out / f"c{n}" / "cert.pem"),
+            "chain_path": str(out / f"c{n}" / "chain.pem"),
+            "fullchain_path": str(out / f"c{n}" / "fullchain.pem"),
+        }
+        for n in (9, 10)
+    ] + [
+        {
+            "name": "c11",
+            "names": ["cert11.portail.test"],
+            "challenge": "dns-01",
+            "dns": dns_settings(rig),
+            "key_path": str(out / "c11" / "privkey.pem"),
+            "cert_path": str(out / "c11" / "cert.pem"),
+        }
+    ]
+    first = run(tmp_path, args)
+    assert first.rc == 0, first.stdout[-3000:]
+    results = {c["name"]: c for c in first.result(TASK)["certificates"]}
+    assert all(c["changed"] for c in results.values()) and len(results) == 3
+    for n in (9, 10):
+        check_deployed(out / f"c{n}", [f"cert{n}.portail.test"], results[f"c{n}"])
+    second = run(tmp_path, args)
+    assert second.rc == 0 and second.changed() == 0
+    assert second.result(TASK)["acme_requests"] == 0
+
+
+# --- bad input: a clear error, nothing left behind ------------------------------------------------------
+
+
+BAD_NAMES = [
+    (["bad..name.portail.test"], "http-01", "invalid label"),
+    (["-lead.portail.test"], "http-01", "invalid label"),
+    (["cert20.portail.test;rm-rf"], "http-01", "invalid label"),
+    (["cert20.portail.test;rm -rf /"], "http-01", "white space"),
+    (["cert20.portail.test\nx"], "http-01", "control characters"),
+    (["*.cert20.portail.test"], "http-01", "needs challenge dns-01"),
+    (["cert20.*.portail.test"], "dns-01", "leftmost label"),
+    (["127.0.30.20"], "dns-01", "cannot be validated with dns-01"),
+    (["localhost"], "http-01", "fully qualified"),
+]
+
+
+@pytest.mark.parametrize(("names", "challenge", "expect"), BAD_NAMES)
+def test_bad_names_refused_before_contacting_the_ca(rig, account_key, tmp_path, names, challenge, expect):
+    out = tmp_path / "bad"
+    extra = {"challenge": challenge, "webroot": str(tmp_path)}
+    if challenge == "dns-01":
+        extra["dns"] = dns_settings(rig)
+    res = run(tmp_path, base(rig, account_key, out, names, **extra))
+    assert res.rc != 0
+    r = res.result(TASK)
+    assert expect in r["msg"]
+    assert r.get("acme_requests", 0) == 0
+    assert not out.exists()
+
+
+def test_missing_webroot(rig, account_key, tmp_path):
+    out = tmp_path / "cert21"
+    res = run(tmp_path, base(rig, account_key, out, ["cert21.portail.test"], webroot=str(tmp_path / "nope")))
+    assert res.rc != 0
+    r = res.result(TASK)
+    assert "webroot does not exist" in r["msg"] and "nope" in r["msg"]
+    assert r["acme_requests"] == 0
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("dns_extra", "expect"),
+    [
+        ({"server": "127.53.0.99", "timeout": 2}, "127.53.0.99"),
+        ({"key_secret": "d3Jvbmcgc2VjcmV0IGZvciB0aGUgdGVzdHMhIQ=="}, "TSIG"),
+    ],
+    ids=["dns-unreachable", "wrong-tsig-secret"],
+)
+def test_dns_failures_leave_nothing(rig, account_key, tmp_path, dns_extra, expect):
+    out = tmp_path / "cert22"
+    names = ["cert22.portail.test"]
+    args = base(rig, account_key, out, names, challenge="dns-01", dns=dns_settings(rig, **dns_extra))
+    res = run(tmp_path, args)
+    assert res.rc != 0
+    msg = res.result(TASK)["msg"]
+    assert "dns-01" in msg and "cert22.portail.test" in msg and expect in msg, msg
+    assert "d3Jvbmcgc2VjcmV0" not in res.stdout + res.stderr
+    assert not out.exists()  # the pending key and the directory made for it are removed
+    assert_no_txt(rig, "_acme-challenge.cert22.portail.test")
+
+
+def test_unreachable_ca(rig, account_key, tmp_path, nginx_factory):
+    nginx = nginx_factory(["127.0.30.23"])
+    out = tmp_path / "cert23"
+    args = base(rig, account_key, out, ["cert23.portail.test"], webroot=str(nginx.webroot))
+    args["acme_directory"] = "https://127.0.0.1:1/dir"
+    res = run(tmp_path, args)
+    assert res.rc != 0
+    msg = res.result(TASK)["msg"]
+    assert "127.0.0.1:1" in msg
+    assert not out.exists()
+    assert challenge_files(nginx.webroot) == []
+
+
+def test_validation_failure_names_identifier_and_problem(rig, account_key, tmp_path):
+    # a webroot that nothing serves: Pebble cannot fetch the token from 127.0.30.24:80
+    webroot = tmp_path / "unserved"
+    webroot.mkdir()
+    out = tmp_path / "cert24"
+    args = base(rig, account_key, out, ["cert24.portail.test"], webroot=str(webroot), timeout=60)
+    res = run(tmp_path, args)
+    assert res.rc != 0
+    msg = res.result(TASK)["msg"]
+    assert "http-01" in msg and "cert24.portail.test" in msg and "urn:ietf:params:acme:error" in msg, msg
+    assert not out.exists()
+    assert challenge_files(webroot) == []
+
+
+# --- secrets ---------------------------------------------------------------------------------------------
+
+
+def test_no_secret_in_vvv_output(rig, tmp_path):
+    key = ec.generate_private_key(ec.SECP256R1())
+    account_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    out = tmp_path / "cert25"
+    args = {
+        "names": ["cert25.portail.test"],
+        "acme_directory": rig["PORTAIL_ACME_EAB_DIRECTORY"],
+        "acme_ca_bundle": rig["PORTAIL_ACME_CA_BUNDLE"],
+        "account_key_content": account_pem,
+        "eab_kid": rig["PORTAIL_EAB_KID"],
+        "eab_hmac_key": rig["PORTAIL_EAB_HMAC_KEY"],
+        "contact": ["mailto:admin@portail.test"],
+        "terms_agreed": True,
+        "challenge": "dns-01",
+        "dns": dns_settings(rig),
+        "key_path": str(out / "privkey.pem"),
+        "cert_path": str(out / "cert.pem"),
+        "fullchain_path": str(out / "fullchain.pem"),
+    }
+    outputs = []
+    for _ in range(2):
+        res = run(tmp_path, args, verbosity=3, json_output=False)
+        assert res.rc == 0, res.stdout[-3000:]
+        outputs.append(res.stdout + res.stderr)
+    text = "\n".join(outputs)
+    cert_key = (out / "privkey.pem").read_text()
+    body = lambda pem: "".join(pem.strip().splitlines()[1:-1])  # noqa: E731
+    for secret in (
+        body(account_pem),
+        account_pem.strip().splitlines()[1],
+        body(cert_key),
+        cert_key.strip().splitlines()[1],
+        rig["PORTAIL_TSIG_SECRET"],
+        rig["PORTAIL_EAB_HMAC_KEY"],
+    ):
+        assert secret not in text
+    assert "changed=1" in outputs[0] and "changed=0" in outputs[1]
