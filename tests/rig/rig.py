@@ -214,6 +214,7 @@ def named_conf(role: str, workdir: Path, sec: dict[str, str]) -> str:
   allow-transfer {{ {DNS_SECONDARY}; 127.0.0.1; }};
   also-notify {{ {DNS_SECONDARY}; }};
   notify explicit;
+  notify-delay 0;
   minimal-responses yes;
 }};
 controls {{ }};
