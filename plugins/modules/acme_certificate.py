@@ -11,7 +11,7 @@ short_description: One task from nothing to a deployed ACME certificate (HTTP-01
 version_added: 0.1.0
 description:
   - Issues, renews and deploys certificates from an ACME CA (RFC 8555) in a single task. It is an action
-    plugin: the ACME protocol and the DNS updates run on the controller, where the account key and the DNS
+    plugin. The ACME protocol and the DNS updates run on the controller, where the account key and the DNS
     credentials stay; the managed host only runs M(portail.https.acme_certificate_host).
   - The certificate's private key is generated on the managed host (mode 0600) and never leaves it; only
     the CSR travels. A new key is written next to O(key_path) as C(<key_path>.pending) and moved into place
@@ -40,22 +40,28 @@ description:
     O(alpn_address=127.0.0.1) and O(alpn_port=10443). If the port is taken, the task fails before the
     challenge is answered and says so.
 author:
-  - portail.https contributors
+  - portail.https contributors (@portail)
 requirements:
   - cryptography on the controller and on the managed host (Python >= 3.9 there)
   - dnspython >= 2.4 on the controller for dns-01
 attributes:
   action:
+    description: Indicates this has a corresponding action plugin so some parts of the work run on the controller.
     support: full
   async:
+    description: Supports being used with the C(async) keyword.
     support: none
   check_mode:
+    description: Can run in check mode and return changed status prediction without modifying target.
     support: full
     details: Reports what would happen (and why) without creating orders or touching files.
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check mode), when in diff mode.
     support: full
     details: Names and expiry before and after.
   platform:
+    description: Target OS/families that can be operated against.
+    support: N/A
     platforms: posix
 options:
   names:

@@ -23,14 +23,16 @@ description:
   - V(http01_place) / V(http01_cleanup) write and remove token files under C(.well-known/acme-challenge/).
   - V(alpn_start) / V(alpn_stop) start and stop a short-lived detached TLS-ALPN-01 (RFC 8737) responder.
 author:
-  - portail.https contributors
+  - portail.https contributors (@portail)
 requirements:
   - python >= 3.9
   - cryptography
 attributes:
   check_mode:
+    description: Can run in check mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check mode), when in diff mode.
     support: none
 options:
   step:
@@ -213,7 +215,7 @@ def main() -> None:
             "owner": {"type": "str"},
             "group": {"type": "str"},
             "mode": {"type": "raw", "default": "0644"},
-            "key_mode": {"type": "raw", "default": "0600"},
+            "key_mode": {"type": "raw", "default": "0600", "no_log": False},
             "backup": {"type": "bool", "default": True},
             "fix_attributes": {"type": "bool", "default": False},
             "cert_pem": {"type": "str"},
@@ -223,7 +225,7 @@ def main() -> None:
             "created_dirs": {"type": "list", "elements": "path", "default": []},
             "webroot": {"type": "list", "elements": "path", "default": []},
             "challenge_dir": {"type": "list", "elements": "path", "default": []},
-            "tokens": {"type": "list", "elements": "dict", "default": []},
+            "tokens": {"type": "list", "elements": "dict", "default": [], "no_log": False},
             "files": {"type": "list", "elements": "path", "default": []},
             "alpn_address": {"type": "str", "default": "0.0.0.0"},  # noqa: S104
             "alpn_port": {"type": "int", "default": 443},
@@ -231,7 +233,7 @@ def main() -> None:
             "alpn_certs": {"type": "list", "elements": "dict", "default": [], "no_log": True},
             "responder": {"type": "path"},
         },
-        required_if=[(step, step, fields) for step, fields in REQUIRED.items()],
+        required_if=[("step", step, fields) for step, fields in REQUIRED.items()],
         supports_check_mode=True,
     )
     if not ch.HAS_CRYPTOGRAPHY:

@@ -23,17 +23,23 @@ import threading
 import time
 import typing as t
 import urllib.error
-import urllib.request
 from email.utils import parsedate_to_datetime
 
+from ansible.module_utils.urls import open_url
 from ansible_collections.portail.https.plugins.plugin_utils._certificate_run import Challenge
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
-from cryptography.x509.oid import NameOID, ObjectIdentifier
 
-ACME_IDENTIFIER_OID = ObjectIdentifier("1.3.6.1.5.5.7.1.31")
+try:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+    from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+    from cryptography.x509.oid import NameOID, ObjectIdentifier
+except ImportError as exc:  # pragma: no cover - reported when a session is made
+    CRYPTOGRAPHY_IMPORT_ERROR: t.Optional[ImportError] = exc
+else:
+    CRYPTOGRAPHY_IMPORT_ERROR = None
+
+ACME_IDENTIFIER_OID = "1.3.6.1.5.5.7.1.31"
 USER_AGENT = "portail.https-acme/0.1"
 
 
@@ -161,17 +167,17 @@ class EngineSession:
         validate_certs: bool = True,
         http_timeout: float = 20.0,
     ) -> None:
+        if CRYPTOGRAPHY_IMPORT_ERROR is not None:
+            raise AcmeError(f"acme_certificate needs cryptography on the controller: {CRYPTOGRAPHY_IMPORT_ERROR}")
         self.directory_url = directory_url
         self._key = _Key(account_key_pem)
         self._contact = [c if ":" in c else f"mailto:{c}" for c in (contact or [])]
         self._terms = terms_agreed
-        self._eab = (eab_kid, eab_hmac_key, eab_alg) if eab_kid and eab_hmac_key else None
-        if validate_certs:
-            self._ssl = ssl.create_default_context(cafile=ca_bundle) if ca_bundle else ssl.create_default_context()
-        else:
-            self._ssl = ssl.create_default_context()
-            self._ssl.check_hostname = False
-            self._ssl.verify_mode = ssl.CERT_NONE
+        self._eab_kid = eab_kid if eab_kid and eab_hmac_key else None
+        self._eab_key = eab_hmac_key or ""
+        self._eab_alg = eab_alg
+        self._validate_certs = validate_certs
+        self._ca_bundle = ca_bundle
         self._timeout = http_timeout
         self._lock = threading.Lock()
         self._count = 0
@@ -194,11 +200,19 @@ class EngineSession:
             raise AcmeError(f"refusing non-HTTP URL {url!r}")
         hdrs = {"User-Agent": USER_AGENT}
         hdrs.update(headers or {})
-        req = urllib.request.Request(url, data=body, method=method, headers=hdrs)
         with self._lock:
             self._count += 1
         try:
-            with urllib.request.urlopen(req, timeout=self._timeout, context=self._ssl) as resp:
+            with open_url(
+                url,
+                data=body,
+                headers=hdrs,
+                method=method,
+                validate_certs=self._validate_certs,
+                ca_path=self._ca_bundle,
+                timeout=self._timeout,
+                follow_redirects="none",
+            ) as resp:
                 r = _Response(resp.status, resp.headers, resp.read())
         except urllib.error.HTTPError as exc:
             r = _Response(exc.code, exc.headers, exc.read())
@@ -286,8 +300,8 @@ class EngineSession:
         payload: dict[str, t.Any] = {"termsOfServiceAgreed": bool(self._terms)}
         if self._contact:
             payload["contact"] = self._contact
-        if self._eab:
-            kid, hmac_key, alg = self._eab
+        if self._eab_kid:
+            kid, hmac_key, alg = self._eab_kid, self._eab_key, self._eab_alg
             url = directory["newAccount"]
             prot = b64u(json.dumps({"alg": alg, "kid": kid, "url": url}).encode("utf-8"))
             pl = b64u(json.dumps(self._key.jwk).encode("utf-8"))
@@ -467,7 +481,7 @@ class EngineSession:
             .not_valid_before(now - datetime.timedelta(minutes=5))
             .not_valid_after(now + datetime.timedelta(days=1))
             .add_extension(x509.SubjectAlternativeName([san]), critical=False)
-            .add_extension(x509.UnrecognizedExtension(ACME_IDENTIFIER_OID, ext_value), critical=True)
+            .add_extension(x509.UnrecognizedExtension(ObjectIdentifier(ACME_IDENTIFIER_OID), ext_value), critical=True)
             .sign(key, hashes.SHA256())
         )
         key_pem = key.private_bytes(

@@ -204,7 +204,7 @@ def test_http01_into_nginx_webroot(rig, account_key, tmp_path, nginx_factory):
     nginx = nginx_factory(["127.0.30.1"])
     out = tmp_path / "certs" / "cert1"  # does not exist yet: created on the host
     args = base(rig, account_key, out, ["cert1.portail.test"], webroot=str(nginx.webroot))
-    r1, _r2 = twice(tmp_path, args)
+    r1 = twice(tmp_path, args)[0]
     assert r1["reason"] == "missing"
     assert r1["acme_requests"] <= 12
     check_deployed(out, ["cert1.portail.test"], r1)
@@ -216,7 +216,7 @@ def test_ip_identifier_over_http01(rig, account_key, tmp_path, nginx_factory):
     nginx = nginx_factory(["127.0.30.2"])
     out = tmp_path / "cert2"
     args = base(rig, account_key, out, ["127.0.30.2"], webroot=str(nginx.webroot), key_type="rsa2048")
-    r1, _ = twice(tmp_path, args)
+    r1 = twice(tmp_path, args)[0]
     check_deployed(out, ["127.0.30.2"], r1)
     assert r1["key_type"] == "rsa2048"
 
@@ -225,7 +225,7 @@ def test_dns01_wildcard_and_apex(rig, account_key, tmp_path):
     out = tmp_path / "cert3"
     names = ["*.cert3.portail.test", "cert3.portail.test"]
     args = base(rig, account_key, out, names, challenge="dns-01", dns=dns_settings(rig), key_type="ec384")
-    r1, _ = twice(tmp_path, args)
+    r1 = twice(tmp_path, args)[0]
     check_deployed(out, names, r1)
     assert_no_txt(rig, "_acme-challenge.cert3.portail.test")
 
@@ -256,7 +256,7 @@ def test_dns01_through_cname_into_validation_zone(rig, account_key, tmp_path):
 def test_tls_alpn01_on_free_port_443(rig, account_key, tmp_path):
     out = tmp_path / "cert4"
     args = base(rig, account_key, out, ["cert4.portail.test"], challenge="tls-alpn-01", alpn_address="127.0.30.4")
-    r1, _ = twice(tmp_path, args)
+    r1 = twice(tmp_path, args)[0]
     check_deployed(out, ["cert4.portail.test"], r1)
     with pytest.raises(OSError):  # the responder is gone
         socket.create_connection(("127.0.30.4", 443), timeout=1).close()
@@ -284,7 +284,7 @@ def test_renewal_when_names_change_and_diff(rig, account_key, tmp_path, nginx_fa
     nginx = nginx_factory(["127.0.30.5", "127.0.30.6"])
     out = tmp_path / "cert5"
     args = base(rig, account_key, out, ["cert5.portail.test"], webroot=str(nginx.webroot))
-    r1, _ = twice(tmp_path, args)
+    r1 = twice(tmp_path, args)[0]
     args["names"] = ["cert5.portail.test", "cert6.portail.test"]
     changed = run(tmp_path, args, diff=True)
     assert changed.rc == 0, changed.stdout[-3000:]
@@ -460,6 +460,10 @@ def test_validation_failure_names_identifier_and_problem(rig, account_key, tmp_p
 # --- secrets ---------------------------------------------------------------------------------------------
 
 
+def pem_body(pem: str) -> str:
+    return "".join(pem.strip().splitlines()[1:-1])
+
+
 def test_no_secret_in_vvv_output(rig, tmp_path):
     key = ec.generate_private_key(ec.SECP256R1())
     account_pem = key.private_bytes(
@@ -482,17 +486,16 @@ def test_no_secret_in_vvv_output(rig, tmp_path):
         "fullchain_path": str(out / "fullchain.pem"),
     }
     outputs = []
-    for _ in range(2):
+    for _attempt in range(2):
         res = run(tmp_path, args, verbosity=3, json_output=False)
         assert res.rc == 0, res.stdout[-3000:]
         outputs.append(res.stdout + res.stderr)
     text = "\n".join(outputs)
     cert_key = (out / "privkey.pem").read_text()
-    body = lambda pem: "".join(pem.strip().splitlines()[1:-1])  # noqa: E731
     for secret in (
-        body(account_pem),
+        pem_body(account_pem),
         account_pem.strip().splitlines()[1],
-        body(cert_key),
+        pem_body(cert_key),
         cert_key.strip().splitlines()[1],
         rig["PORTAIL_TSIG_SECRET"],
         rig["PORTAIL_EAB_HMAC_KEY"],
