@@ -34,6 +34,9 @@ LOGS = RIG / "logs"
 
 DNS_PRIMARY = "127.53.0.1"
 DNS_SECONDARY = "127.53.0.2"
+# What Pebble asks: a resolver that follows CNAMEs across our zones, like a CA's recursive resolver,
+# and knows nothing else (a local empty root zone: no query ever leaves this machine).
+DNS_RESOLVER = "127.53.0.3"
 ZONE = "portail.test"
 ZONE2 = "validation.test"
 TSIG_NAME = "portail-tsig"
@@ -234,9 +237,48 @@ controls {{ }};
 def ensure_loopback_addresses() -> None:
     """named only listens on addresses an interface really has: put ours on lo."""
     have = subprocess.run(["ip", "-4", "addr", "show", "dev", "lo"], capture_output=True, text=True, check=True).stdout
-    for addr in (DNS_PRIMARY, DNS_SECONDARY):
+    for addr in (DNS_PRIMARY, DNS_SECONDARY, DNS_RESOLVER):
         if f"{addr}/" not in have:
             subprocess.run(["ip", "addr", "add", f"{addr}/32", "dev", "lo"], check=True)
+
+
+def resolver_conf(workdir: Path) -> str:
+    return f"""options {{
+  directory "{workdir}";
+  pid-file "{workdir}/named.pid";
+  session-keyfile "{workdir}/session.key";
+  listen-on port 53 {{ {DNS_RESOLVER}; }};
+  listen-on-v6 {{ none; }};
+  recursion yes;
+  allow-recursion {{ 127.0.0.0/8; 198.18.0.0/15; }};
+  allow-query {{ 127.0.0.0/8; 198.18.0.0/15; }};
+  dnssec-validation no;
+  max-cache-ttl 1;
+  max-ncache-ttl 1;
+  qname-minimization off;
+}};
+controls {{ }};
+zone "." {{ type primary; file "root.db"; }};
+"""
+
+
+def start_resolver() -> None:
+    name = "named-resolver"
+    if pid_alive(name) and port_open(DNS_RESOLVER, 53):
+        return
+    workdir = RIG / "named" / "resolver"
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "root.db").write_text(
+        "$TTL 60\n@ IN SOA localhost. hostmaster.localhost. 1 60 60 600 60\n@ IN NS localhost.\n"
+        "localhost. IN A 127.0.0.1\n"
+        + "".join(f"{z}. IN NS ns1.{ZONE}.\n{z}. IN NS ns2.{ZONE}.\n" for z in (ZONE, ZONE2))
+        + f"ns1.{ZONE}. IN A {DNS_PRIMARY}\nns2.{ZONE}. IN A {DNS_SECONDARY}\n"
+    )
+    conf = workdir / "named.conf"
+    conf.write_text(resolver_conf(workdir))
+    subprocess.run(["named-checkconf", str(conf)], check=True)
+    spawn(name, ["/usr/sbin/named", "-g", "-c", str(conf), "-u", "root", "-n", "1"])
+    wait_port(DNS_RESOLVER, 53, name)
 
 
 def start_named(sec: dict[str, str]) -> None:
@@ -301,7 +343,7 @@ def start_pebbles(sec: dict[str, str]) -> None:
         path.write_text(json.dumps({"pebble": cfg}, indent=2))
         env = {"PEBBLE_VA_NOSLEEP": "1"}
         env.update(extra_env)
-        spawn(name, ["/usr/bin/pebble", "-config", str(path), "-dnsserver", f"{DNS_PRIMARY}:53"], env)
+        spawn(name, ["/usr/bin/pebble", "-config", str(path), "-dnsserver", f"{DNS_RESOLVER}:53"], env)
         wait_port("127.0.0.1", port, name)
         wait_port("127.0.0.1", mport, name)
         # Pebble makes a new CA at every start: save the roots (all chains) for tests to trust.
@@ -351,6 +393,7 @@ def facts(sec: dict[str, str], a2c_facts: dict[str, str] | None) -> dict[str, st
         "PORTAIL_EAB_HMAC_KEY": sec["eab_hmac_key"],
         "PORTAIL_DNS_PRIMARY": DNS_PRIMARY,
         "PORTAIL_DNS_SECONDARY": DNS_SECONDARY,
+        "PORTAIL_DNS_RESOLVER": DNS_RESOLVER,
         "PORTAIL_DNS_ZONE": ZONE,
         "PORTAIL_DNS_ZONE2": ZONE2,
         "PORTAIL_TSIG_NAME": TSIG_NAME,
@@ -376,6 +419,7 @@ def start() -> None:
     sec = secrets_file()
     make_listener_tls()
     start_named(sec)
+    start_resolver()
     start_pebbles(sec)
     a2c_facts = None
     mod = a2c_module()
@@ -411,6 +455,7 @@ def status() -> int:
     bad = 0
     checks = [(n, "127.0.0.1", p) for n, p, _m, _e, _c in PEBBLES]
     checks += [("named-primary", DNS_PRIMARY, 53), ("named-secondary", DNS_SECONDARY, 53)]
+    checks += [("named-resolver", DNS_RESOLVER, 53)]
     for name, host, port in checks:
         ok = port_open(host, port)
         bad += not ok
