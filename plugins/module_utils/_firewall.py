@@ -1,0 +1,156 @@
+# Copyright: (c) 2026, portail.https contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Which firewall does this host really run, and iptables persistence (Python >= 3.9, stdlib only).
+
+Detection order (the first that matches wins):
+1. firewalld running (``firewall-cmd --state``);
+2. ufw active (``ufw status``);
+3. our own earlier work: the nftables table, or the iptables chain, we created;
+4. a native nftables ruleset (any table that is not one of iptables-nft's ip/ip6 compatibility tables);
+5. iptables rules (legacy first, then nft variant): any rule, or a built-in chain whose policy is not ACCEPT;
+6. nothing at all: the fallback (nftables when ``nft`` exists, iptables otherwise).
+firewalld and ufw come first because they program nftables/iptables themselves.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+import typing as t
+
+Runner = t.Callable[[list[str]], tuple[int, str, str]]
+Which = t.Callable[[str], t.Optional[str]]
+XT_TABLES = {"filter", "nat", "mangle", "raw", "security"}
+COUNTERS_RE = re.compile(r"\[\d+:\d+\]")
+
+
+def ssh_port_from_env(env: t.Mapping[str, str]) -> t.Optional[int]:
+    """Server port of the SSH connection this module runs under (SSH_CONNECTION's 4th field)."""
+    fields = env.get("SSH_CONNECTION", "").split()
+    if len(fields) == 4 and fields[3].isdigit():
+        return int(fields[3])
+    return None
+
+
+def iptables_has_rules(save_output: str, own_chain: t.Optional[str] = None) -> tuple[bool, bool]:
+    """(any rule or non-ACCEPT built-in policy, our chain exists) in an iptables-save listing."""
+    rules = False
+    own = False
+    for line in save_output.splitlines():
+        if line.startswith("-A "):
+            rules = True
+        elif line.startswith(":"):
+            name, _sep, rest = line[1:].partition(" ")
+            if own_chain and name == own_chain:
+                own = True
+            if rest.split(" ")[0] not in ("ACCEPT", "-"):
+                rules = True
+    return rules, own
+
+
+def native_nft_tables(nft_json: str) -> list[tuple[str, str]]:
+    tables = []
+    for item in json.loads(nft_json or "{}").get("nftables", []):
+        table = item.get("table")
+        if not table:
+            continue
+        family, name = table.get("family"), table.get("name")
+        if family in ("ip", "ip6") and name in XT_TABLES:
+            continue
+        tables.append((family, name))
+    return tables
+
+
+def detect(
+    run: Runner,
+    which: Which,
+    nft_table: tuple[str, str] = ("inet", "portail_https"),
+    iptables_chain: str = "PORTAIL-HTTPS",
+    fallback: str = "nftables",
+) -> dict[str, t.Any]:
+    facts: dict[str, t.Any] = {"evidence": []}
+    ev: list[str] = facts["evidence"]
+
+    def decide(backend: str, why: str) -> dict[str, t.Any]:
+        facts["backend"] = backend
+        ev.append(why)
+        return facts
+
+    if which("firewall-cmd"):
+        rc, out, _err = run([t.cast(str, which("firewall-cmd")), "--state"])
+        if rc == 0 and "running" in out:
+            return decide("firewalld", "firewall-cmd --state: running")
+    if which("ufw"):
+        rc, out, _err = run([t.cast(str, which("ufw")), "status"])
+        if rc == 0 and re.search(r"^Status: active", out, re.M):
+            return decide("ufw", "ufw status: active")
+
+    native: list[tuple[str, str]] = []
+    nft = which("nft")
+    if nft:
+        rc, out, _err = run([nft, "-j", "list", "tables"])
+        if rc == 0:
+            native = native_nft_tables(out)
+    facts["nft_tables"] = [" ".join(x) for x in native]
+
+    variants: dict[str, tuple[bool, bool]] = {}
+    for variant in ("legacy", "nft"):
+        has_rules, own = False, False
+        for family in ("iptables", "ip6tables"):
+            binary = which(f"{family}-{variant}-save")
+            if not binary:
+                continue
+            rc, out, _err = run([binary])
+            if rc == 0:
+                r, o = iptables_has_rules(out, iptables_chain)
+                has_rules, own = has_rules or r, own or o
+        variants[variant] = (has_rules, own)
+    alternative = which("iptables")
+    facts["iptables_alternative"] = "legacy" if alternative and "legacy" in os.path.realpath(alternative) else "nft"
+
+    if tuple(nft_table) in native:
+        return decide("nftables", f"our table {' '.join(nft_table)} exists")
+    for variant, (_rules, own) in variants.items():
+        if own:
+            facts["iptables_variant"] = variant
+            return decide("iptables", f"our chain {iptables_chain} exists (iptables-{variant})")
+    if native:
+        return decide("nftables", f"nftables tables: {', '.join(facts['nft_tables'])}")
+    for variant, (rules, _own) in variants.items():
+        if rules:
+            facts["iptables_variant"] = variant
+            return decide("iptables", f"iptables-{variant} has rules")
+    if fallback == "nftables" and not nft:
+        fallback = "iptables"
+    return decide(fallback, "no firewall in use; fallback")
+
+
+def normalize_save(text: str) -> str:
+    """iptables-save output without the dated comments and with zeroed counters."""
+    lines = [COUNTERS_RE.sub("[0:0]", line) for line in text.splitlines() if not line.startswith("#")]
+    return "\n".join(lines).strip() + "\n"
+
+
+def persist_iptables(run: Runner, save_binary: str, path: str, check_mode: bool) -> dict[str, t.Any]:
+    """Write `save_binary`'s output to `path` (as iptables-persistent reads it) when it differs."""
+    rc, out, err = run([save_binary])
+    if rc != 0:
+        raise RuntimeError(f"{save_binary} failed: {err.strip()}")
+    wanted = normalize_save(out)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            current: t.Optional[str] = handle.read()
+    except FileNotFoundError:
+        current = None
+    changed = current is None or normalize_save(current) != wanted
+    if changed and not check_mode:
+        directory = os.path.dirname(path) or "."
+        os.makedirs(directory, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".portail-")
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(wanted)
+        os.chmod(tmp, 0o640)
+        os.replace(tmp, path)
+    return {"changed": changed, "path": path, "diff": {"before": current or "", "after": wanted, "before_header": path}}
