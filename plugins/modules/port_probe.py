@@ -30,10 +30,10 @@ options:
     type: str
     required: true
   ports:
-    description: TCP ports to probe.
+    description: TCP ports to probe (together with those in O(reachable)).
     type: list
     elements: int
-    required: true
+    default: []
   timeout:
     description: Seconds to wait for each connection before calling the port filtered.
     type: float
@@ -44,16 +44,30 @@ options:
         For example C({"80": [open, refused]}) asserts that the firewall lets port 80 through.
     type: dict
     default: {}
+  reachable:
+    description:
+      - Ports that must get through the firewall, that is be V(open) or V(refused); the task fails otherwise.
+        A shorthand for O(expect) with V([open, refused]) for each.
+    type: list
+    elements: int
+    default: []
 """
 
 EXAMPLES = r"""
 - name: Ports 80 and 443 must get through the firewall
   portail.https.port_probe:
     host: "{{ ansible_host | default(inventory_hostname) }}"
-    ports: [80, 443]
+    reachable: [80, 443]
+  delegate_to: localhost
+
+- name: Port 8080 must be dropped (no answer), 25 refused
+  portail.https.port_probe:
+    host: "{{ ansible_host | default(inventory_hostname) }}"
+    ports: [8080, 25]
+    timeout: 2
     expect:
-      "80": [open, refused]
-      "443": [open, refused]
+      "8080": filtered
+      "25": refused
   delegate_to: localhost
 """
 
@@ -73,9 +87,10 @@ def main() -> None:
     module = AnsibleModule(
         argument_spec={
             "host": {"type": "str", "required": True},
-            "ports": {"type": "list", "elements": "int", "required": True},
+            "ports": {"type": "list", "elements": "int", "default": []},
             "timeout": {"type": "float", "default": 3},
             "expect": {"type": "dict", "default": {}},
+            "reachable": {"type": "list", "elements": "int", "default": []},
         },
         supports_check_mode=True,
     )
@@ -87,10 +102,13 @@ def main() -> None:
         if unknown:
             module.fail_json(msg=f"expect[{port}]: unknown state(s) {unknown}; use {', '.join(STATES)}")
         expect[str(port)] = states
-    bad_ports = [port for port in p["ports"] if not 0 < port < 65536]
+    for port in p["reachable"]:
+        expect.setdefault(str(port), ["open", "refused"])
+    ports = list(dict.fromkeys(p["ports"] + p["reachable"] + [int(x) for x in expect if x.isdigit()]))
+    bad_ports = [port for port in ports if not 0 < port < 65536] + [x for x in expect if not x.isdigit()]
     if bad_ports:
         module.fail_json(msg=f"invalid port(s): {bad_ports}")
-    results = probe_all(p["host"], p["ports"], p["timeout"])
+    results = probe_all(p["host"], ports, p["timeout"])
     bad = mismatches(results, expect)
     if bad:
         module.fail_json(msg=f"{p['host']}: " + "; ".join(bad), ports=results)
