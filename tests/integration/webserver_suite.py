@@ -1,0 +1,389 @@
+"""Behaviour tests shared by the nginx and Apache roles, run against the real servers of this machine.
+
+test_nginx_role.py and test_apache_role.py import these tests and provide the `server` fixture
+(which role, which address, how to stop the server). Each test module gets a fresh `env`: the
+server's configuration tree is saved first and restored at the end, and the server is stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .harness import PlaybookResult, run_playbook
+from .webserver_support import (
+    ConfigSnapshot,
+    TestCA,
+    curl,
+    deploy_cert,
+    public_tmpdir,
+    run,
+    served_cert_der,
+    tls_handshake,
+    tree_digest,
+    wait_listening,
+)
+
+TOKEN = "tok_en-123"
+THUMBPRINT = "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
+
+
+@dataclass
+class Server:
+    role: str  # nginx or apache
+    address: str  # 127.0.20.N
+    name: str  # webN.portail.test, redirect 301, HSTS defaults
+    name_308: str  # second site on the same address: redirect 308, HSTS with includeSubDomains + preload
+    conf_root: Path
+    stop: list[list[str]]
+    own_header: str  # a directive adding a header inside a location
+    bad_directive: str
+    bad_message: str
+
+    @property
+    def prefix(self) -> str:
+        return self.role + "_"
+
+
+@dataclass
+class Env:
+    server: Server
+    base: Path
+    ca: TestCA
+    leaf_der: dict[str, bytes] = field(default_factory=dict)
+
+    @property
+    def certs(self) -> Path:
+        return self.base / "certs"
+
+    @property
+    def challenge(self) -> Path:
+        return self.base / "challenge"
+
+    def sites(self) -> list[dict[str, Any]]:
+        s = self.server
+        return [
+            {
+                "name": "main",
+                "server_names": [s.name],
+                "root": str(self.base / "www-main"),
+                "locations": [{"path": "/own", "directives": [s.own_header]}],
+            },
+            {
+                "name": "second",
+                "server_names": [s.name_308, "alias-" + s.name_308],
+                "root": str(self.base / "www-second"),
+                "redirect_code": 308,
+                "hsts_include_subdomains": True,
+                "hsts_preload": True,
+            },
+        ]
+
+    def role_vars(self, sites: list[dict[str, Any]] | None = None, **extra: Any) -> dict[str, Any]:
+        p = self.server.prefix
+        v: dict[str, Any] = {
+            p + "listen_addresses": [self.server.address],
+            p + "service_enabled": None,
+            p + "certificate_dir": str(self.certs),
+            p + "acme_challenge_dir": str(self.challenge),
+            p + "sites": self.sites() if sites is None else sites,
+        }
+        v.update({p + k: val for k, val in extra.items()})
+        return v
+
+
+def playbook(role: str) -> str:
+    return f"""
+- hosts: localhost
+  gather_facts: false
+  roles:
+    - role: portail.https.{role}
+"""
+
+
+def apply(env: Env, tmp: Path, *, check: bool = False, **role_vars: Any) -> PlaybookResult:
+    return run_playbook(playbook(env.server.role), tmp, extra_vars=env.role_vars(**role_vars), check=check, diff=check)
+
+
+def ensure_certs(env: Env) -> None:
+    s = env.server
+    if "main" not in env.leaf_der:
+        env.leaf_der["main"] = deploy_cert(env.ca, env.certs, "main", [s.name])
+        env.leaf_der["second"] = deploy_cert(env.ca, env.certs, "second", [s.name_308, "alias-" + s.name_308])
+
+
+def converge(env: Env, tmp: Path) -> None:
+    ensure_certs(env)
+    res = apply(env, tmp)
+    assert res.rc == 0, res.stdout[-3000:] + res.stderr[-2000:]
+    assert wait_listening(env.server.address, 443)
+
+
+@pytest.fixture(scope="module")
+def env(server: Server) -> Iterator[Env]:
+    snapshot = ConfigSnapshot(server.conf_root)
+    for cmd in server.stop:
+        run(cmd)
+    base = public_tmpdir(f"portail-{server.role}-test-")
+    (base / "challenge").mkdir(mode=0o755)
+    for d in ("www-main", "www-second"):
+        (base / d).mkdir(mode=0o755)
+        (base / d / "index.html").write_text(f"{d}\n")
+    ca = TestCA.create(base)
+    try:
+        yield Env(server, base, ca)
+    finally:
+        for cmd in server.stop:
+            run(cmd)
+        snapshot.restore()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_bootstrap_from_empty_server_in_one_play(env: Env, tmp_path: Path) -> None:
+    """No certificate: port 80 only. The certificate lands: the same play adds port 443."""
+    s = env.server
+    (env.challenge / TOKEN).write_text("boot-proof\n")
+    staging = tmp_path / "incoming"
+    env.leaf_der["main"] = deploy_cert(env.ca, staging, "main", [s.name])
+    env.leaf_der["second"] = deploy_cert(env.ca, staging, "second", [s.name_308, "alias-" + s.name_308])
+    pb = f"""
+- hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: First pass, before any certificate
+      ansible.builtin.include_role:
+        name: portail.https.{s.role}
+    - name: Apply the handlers
+      ansible.builtin.meta: flush_handlers
+    - name: Port 80 answers the challenge
+      ansible.builtin.uri:
+        url: http://{s.address}/.well-known/acme-challenge/{TOKEN}
+        headers: {{Host: {s.name}}}
+        return_content: true
+      register: challenge
+    - name: Nothing listens on 443 yet
+      ansible.builtin.uri:
+        url: https://{s.address}/
+        validate_certs: false
+        timeout: 5
+      register: no_https
+      failed_when: false
+    - name: The certificates land
+      ansible.builtin.copy:
+        src: {staging}/
+        dest: {env.certs}/
+        mode: preserve
+    - name: Second pass, with the certificates
+      ansible.builtin.include_role:
+        name: portail.https.{s.role}
+    - name: Apply the handlers again
+      ansible.builtin.meta: flush_handlers
+    - name: Port 443 answers
+      ansible.builtin.uri:
+        url: https://{s.address}/
+        headers: {{Host: {s.name}}}
+        validate_certs: false
+        return_content: true
+      register: https
+"""
+    first = run_playbook(pb, tmp_path, extra_vars=env.role_vars())
+    assert first.rc == 0, first.stdout[-4000:] + first.stderr[-2000:]
+    assert first.result("Port 80 answers the challenge")["content"] == "boot-proof\n"
+    assert first.result("Nothing listens on 443 yet")["status"] == -1
+    assert "refused" in first.result("Nothing listens on 443 yet")["msg"].lower()
+    assert first.result("Port 443 answers")["content"] == "www-main\n"
+    assert "max-age=63072000" in first.result("Port 443 answers")["strict_transport_security"]
+    again = run_playbook(pb, tmp_path, extra_vars=env.role_vars())
+    assert again.rc == 0, again.stdout[-4000:]
+    assert again.changed() == 0, json.dumps(again.data.get("plays", []))[-4000:]
+
+
+def test_second_run_changes_nothing(env: Env, tmp_path: Path) -> None:
+    converge(env, tmp_path)
+    res = apply(env, tmp_path)
+    assert res.rc == 0
+    assert res.changed() == 0
+
+
+@pytest.mark.parametrize(("which", "code"), [("name", 301), ("name_308", 308)])
+def test_port_80_redirects_same_host_and_uri(env: Env, tmp_path: Path, which: str, code: int) -> None:
+    converge(env, tmp_path)
+    host = getattr(env.server, which)
+    for uri in ("/x?y", "/a%20b/c?d=1&e", "/"):
+        r = curl(f"http://{host}{uri}", env.server.address)
+        assert r.status == code, (uri, r)
+        assert r.headers["location"] == f"https://{host}{uri}"
+        assert "strict-transport-security" not in r.headers
+
+
+def test_challenge_file_on_port_80(env: Env, tmp_path: Path) -> None:
+    converge(env, tmp_path)
+    (env.challenge / TOKEN).write_text("proof-of-control\n")
+    for host in (env.server.name, env.server.name_308):
+        r = curl(f"http://{host}/.well-known/acme-challenge/{TOKEN}", env.server.address)
+        assert r.status == 200
+        assert r.body == "proof-of-control\n"
+        assert r.headers["content-type"].startswith("text/plain")
+        assert r.headers["x-content-type-options"] == "nosniff"
+        assert "strict-transport-security" not in r.headers
+    listing = curl(f"http://{env.server.name}/.well-known/acme-challenge/", env.server.address)
+    assert listing.status in (403, 404)
+    assert TOKEN not in listing.body
+    missing = curl(f"http://{env.server.name}/.well-known/acme-challenge/nope", env.server.address)
+    assert missing.status == 404
+
+
+def test_hsts_on_443_everywhere(env: Env, tmp_path: Path) -> None:
+    converge(env, tmp_path)
+    s = env.server
+    page = curl(f"https://{s.name}/", s.address, cafile=env.ca.pem_path)
+    assert page.status == 200
+    assert page.headers["strict-transport-security"] == "max-age=63072000"
+    missing = curl(f"https://{s.name}/no/such/page", s.address, cafile=env.ca.pem_path)
+    assert missing.status == 404
+    assert missing.headers["strict-transport-security"] == "max-age=63072000"
+    own = curl(f"https://{s.name}/own", s.address, cafile=env.ca.pem_path)
+    assert own.headers["x-own"] == "yes"
+    assert own.headers["strict-transport-security"] == "max-age=63072000"
+    second = curl(f"https://{s.name_308}/", s.address, cafile=env.ca.pem_path)
+    assert second.body == "www-second\n"
+    assert second.headers["strict-transport-security"] == "max-age=63072000; includeSubDomains; preload"
+
+
+def test_http2(env: Env, tmp_path: Path) -> None:
+    converge(env, tmp_path)
+    r = curl(f"https://{env.server.name}/", env.server.address, cafile=env.ca.pem_path, http2=True)
+    assert r.http_version == "2"
+    assert "strict-transport-security" in r.headers
+
+
+def test_tls_versions(env: Env, tmp_path: Path) -> None:
+    converge(env, tmp_path)
+    for version, expected in (("tls1", False), ("tls1_1", False), ("tls1_2", True), ("tls1_3", True)):
+        accepted, out = tls_handshake(env.server.address, env.server.name, version)
+        assert accepted == expected, (version, out[-1500:])
+        if not expected:
+            # the client did offer the version: the refusal came from the server
+            assert "no protocols available" not in out, out[-1500:]
+
+
+def test_served_certificate_is_the_deployed_one(env: Env, tmp_path: Path) -> None:
+    converge(env, tmp_path)
+    assert served_cert_der(env.server.address, env.server.name, env.ca.pem_path) == env.leaf_der["main"]
+    assert served_cert_der(env.server.address, env.server.name_308, env.ca.pem_path) == env.leaf_der["second"]
+
+
+def test_stateless_http01_responder(env: Env, tmp_path: Path) -> None:
+    res = apply(env, tmp_path, acme_thumbprint=THUMBPRINT)
+    assert res.rc == 0, res.stdout[-3000:]
+    assert apply(env, tmp_path, acme_thumbprint=THUMBPRINT).changed() == 0
+    r = curl(f"http://{env.server.name}/.well-known/acme-challenge/Any_Token-42", env.server.address)
+    assert r.status == 200
+    assert r.body == f"Any_Token-42.{THUMBPRINT}"
+    assert r.headers["content-type"].startswith("text/plain")
+    assert r.headers["x-content-type-options"] == "nosniff"
+    bad = curl(f"http://{env.server.name}/.well-known/acme-challenge/not.a.token", env.server.address)
+    assert bad.status == 404
+    converge(env, tmp_path)
+
+
+def test_check_mode_changes_nothing(env: Env, tmp_path: Path) -> None:
+    converge(env, tmp_path)
+    before = tree_digest(env.server.conf_root)
+    sites = env.sites()
+    sites[0]["redirect_code"] = 308
+    sites.append({"name": "third", "server_names": ["third-" + env.server.name], "upstream": "http://127.0.0.1:9"})
+    res = apply(env, tmp_path, check=True, sites=sites)
+    assert res.rc == 0, res.stdout[-3000:]
+    assert res.changed() > 0
+    assert tree_digest(env.server.conf_root) == before
+    r = curl(f"http://{env.server.name}/x?y", env.server.address)
+    assert r.status == 301
+
+
+def test_invalid_directive_leaves_running_server_untouched(env: Env, tmp_path: Path) -> None:
+    converge(env, tmp_path)
+    before = tree_digest(env.server.conf_root)
+    sites = env.sites()
+    sites[0]["directives"] = [env.server.bad_directive]
+    sites[1]["redirect_code"] = 301  # a valid change in the same run is rolled back too
+    res = apply(env, tmp_path, sites=sites)
+    assert res.rc != 0
+    assert env.server.bad_message in res.stdout
+    assert "previous files are back in place" in res.stdout
+    assert tree_digest(env.server.conf_root) == before
+    assert curl(f"http://{env.server.name_308}/x?y", env.server.address).status == 308
+    assert curl(f"https://{env.server.name}/", env.server.address, cafile=env.ca.pem_path).status == 200
+    assert apply(env, tmp_path).changed() == 0
+
+
+BAD_NAMES = [
+    "a b.portail.test",
+    "a;b.portail.test",
+    "evil.portail.test;return",
+    "a{.portail.test",
+    "a}.portail.test",
+    'a"b.portail.test',
+    "a'b.portail.test",
+    "a\nb.portail.test",
+    "web.portail.test\n",
+    "-bad.portail.test",
+    "bad-.portail.test",
+    "bad..portail.test",
+    "under_score.portail.test",
+    "x" * 64 + ".portail.test",
+    "",
+]
+
+
+@pytest.mark.parametrize("bad", BAD_NAMES, ids=range(len(BAD_NAMES)))
+def test_injection_in_server_names_is_rejected(env: Env, tmp_path: Path, bad: str) -> None:
+    before = tree_digest(env.server.conf_root)
+    sites = env.sites()
+    sites[0]["server_names"] = [env.server.name, bad]
+    res = apply(env, tmp_path, sites=sites)
+    assert res.rc != 0
+    assert "is invalid" in res.stdout
+    assert res.changed() == 0
+    assert tree_digest(env.server.conf_root) == before
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("root", "/srv/x; root /etc"),
+        ("root", "relative/path"),
+        ("upstream", "http://127.0.0.1:8080; return 200"),
+        ("certificate", "/etc/ssl/x.pem\n"),
+        ("name", "../../etc/passwd"),
+    ],
+)
+def test_injection_in_other_fields_is_rejected(env: Env, tmp_path: Path, field: str, value: str) -> None:
+    before = tree_digest(env.server.conf_root)
+    sites = env.sites()
+    sites[0][field] = value
+    if field == "upstream":
+        del sites[0]["root"]
+    res = apply(env, tmp_path, sites=sites)
+    assert res.rc != 0
+    assert res.changed() == 0
+    assert tree_digest(env.server.conf_root) == before
+
+
+def test_site_removal(env: Env, tmp_path: Path) -> None:
+    converge(env, tmp_path)
+    sites = env.sites()
+    sites[1] = {"name": "second", "state": "absent"}
+    res = apply(env, tmp_path, sites=sites)
+    assert res.rc == 0, res.stdout[-3000:]
+    assert res.changed() > 0
+    assert apply(env, tmp_path, sites=sites).changed() == 0
+    assert not any("second" in p for p in tree_digest(env.server.conf_root))
+    converge(env, tmp_path)
+    assert curl(f"http://{env.server.name_308}/x", env.server.address).status == 308
