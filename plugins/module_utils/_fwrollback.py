@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import shutil
 import signal
 import subprocess
 import time
@@ -154,4 +155,5 @@ def confirm(job_id: str, base_dir: str = "/run/portail-https/rollback") -> dict[
         pass
     if status(job_id, base_dir) == "rolled-back":
         raise RollbackError(f"the rollback job {job_id} restored the previous state before the confirmation")
+    shutil.rmtree(job_dir, ignore_errors=True)  # the snapshot is of no use any more
     return {"changed": True, "status": "confirmed"}
