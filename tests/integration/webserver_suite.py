@@ -19,7 +19,7 @@ import pytest
 from .harness import PlaybookResult, run_playbook
 from .webserver_support import (
     ConfigSnapshot,
-    TestCA,
+    ThrowawayCA,
     curl,
     deploy_cert,
     public_tmpdir,
@@ -55,7 +55,7 @@ class Server:
 class Env:
     server: Server
     base: Path
-    ca: TestCA
+    ca: ThrowawayCA
     leaf_der: dict[str, bytes] = field(default_factory=dict)
 
     @property
@@ -135,7 +135,7 @@ def env(server: Server) -> Iterator[Env]:
     for d in ("www-main", "www-second"):
         (base / d).mkdir(mode=0o755)
         (base / d / "index.html").write_text(f"{d}\n")
-    ca = TestCA.create(base)
+    ca = ThrowawayCA.create(base)
     try:
         yield Env(server, base, ca)
     finally:

@@ -24,13 +24,13 @@ from cryptography.x509.oid import NameOID
 
 
 @dataclass
-class TestCA:
+class ThrowawayCA:
     key: ec.EllipticCurvePrivateKey
     cert: x509.Certificate
     pem_path: Path
 
     @classmethod
-    def create(cls, directory: Path) -> TestCA:
+    def create(cls, directory: Path) -> ThrowawayCA:
         key = ec.generate_private_key(ec.SECP256R1())
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "portail.https throwaway test CA")])
         now = datetime.datetime.now(datetime.timezone.utc)
@@ -73,7 +73,7 @@ class TestCA:
         return fullchain, key_pem
 
 
-def deploy_cert(ca: TestCA, cert_dir: Path, site: str, names: list[str]) -> bytes:
+def deploy_cert(ca: ThrowawayCA, cert_dir: Path, site: str, names: list[str]) -> bytes:
     """Write <cert_dir>/<site>/{fullchain,privkey,chain}.pem like the certificate role will; return the leaf DER."""
     fullchain, key = ca.issue(names)
     d = cert_dir / site
