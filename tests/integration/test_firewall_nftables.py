@@ -1,0 +1,159 @@
+"""Firewall role on nftables hosts of the fleet (real SSH, own network/mount namespaces)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.fleet import fleet
+
+from .firewall_support import (
+    assert_ok,
+    echo,
+    inventory,
+    listeners,
+    run_role,
+    sh_in,
+    ssh_session,
+    task_result,
+    tcp_state,
+    wait_for,
+)
+from .harness import run_playbook
+
+FOREIGN = "table inet f2b-table"
+
+
+def add_foreign_table(host: fleet.Host) -> None:
+    """A fake fail2ban table with its own input chain and a ban, as fail2ban's nftables action makes."""
+    sh_in(host, "nft", "add", "table", "inet", "f2b-table")
+    sh_in(host, "nft", "add", "chain", "inet", "f2b-table", "f2b-chain", "{ type filter hook input priority -1; }")
+    sh_in(host, "nft", "add", "rule", "inet", "f2b-table", "f2b-chain", "ip", "saddr", "198.18.0.99", "drop")
+
+
+@pytest.fixture(scope="module")
+def hosts(fleet_factory):
+    fleet.down([fleet.Host(1), fleet.Host(2)])  # start from pristine hosts
+    return fleet_factory([1, 2])
+
+
+def test_nftables_opens_80_443_keeps_foreign_and_ssh(hosts, tmp_path: Path) -> None:
+    host = hosts[0]
+    add_foreign_table(host)
+    before_foreign = sh_in(host, "nft", "list", "table", "inet", "f2b-table")
+
+    # check mode first: nothing may change
+    res = run_role(tmp_path, host, check=True, diff=True)
+    assert_ok(res)
+    assert res.changed() > 0
+    assert "portail_https" not in sh_in(host, "nft", "list", "tables")
+
+    res = run_role(tmp_path, host, {"firewall_default_deny": True}, diff=True)
+    assert_ok(res)
+    assert res.changed() > 0
+    info = task_result(res, "Find out which firewall the host runs and the port of this SSH connection", host.name)
+    assert info["backend"] == "nftables" and info["ssh_port"] == 22
+    probe = task_result(res, "Probe the ports from the controller", host.name)
+    assert probe["ports"]["80"]["state"] in ("open", "refused")
+
+    ruleset = sh_in(host, "nft", "list", "ruleset")
+    assert "table inet portail_https" in ruleset
+    assert "tcp dport { 22, 80, 443 } accept" in ruleset  # SSH kept although the inputs never named it
+    assert sh_in(host, "nft", "list", "table", "inet", "f2b-table") == before_foreign
+    assert 'include "/etc/nftables.d/portail_https.nft"' in sh_in(host, "cat", "/etc/nftables.conf")
+    assert sh_in(host, "nft", "-c", "-f", "/etc/nftables.d/portail_https.nft") == ""
+
+    with listeners(host, [80, 443, 8080]):
+        for address in (host.ipv4, host.ipv6):
+            assert tcp_state(address, 80) == "open"
+            assert tcp_state(address, 443) == "open"
+            assert tcp_state(address, 8080) == "filtered"  # default deny drops, no RST
+        assert tcp_state(host.ipv4, 22) == "open"
+
+    # second run: nothing to do
+    res = run_role(tmp_path, host, {"firewall_default_deny": True})
+    assert_ok(res)
+    assert res.changed() == 0
+
+    # check mode on the converged host reports nothing either
+    res = run_role(tmp_path, host, {"firewall_default_deny": True}, check=True)
+    assert_ok(res)
+    assert res.changed() == 0
+
+
+def test_nftables_ssh_session_survives_default_deny(hosts, tmp_path: Path) -> None:
+    host = hosts[1]
+    with ssh_session(host) as session:
+        assert echo(session, "before") == "echo:before"
+        res = run_role(tmp_path, host, {"firewall_default_deny": True, "firewall_http3": True})
+        assert_ok(res)
+        assert echo(session, "after") == "echo:after"
+    assert "udp dport 443 accept" in sh_in(host, "nft", "list", "table", "inet", "portail_https")
+    # a new SSH connection works too (the role itself confirmed its rollback over one)
+    res = run_playbook(
+        "- hosts: all\n  gather_facts: false\n  tasks:\n    - ansible.builtin.ping:\n",
+        tmp_path,
+        inventory=inventory(tmp_path, host),
+    )
+    assert_ok(res)
+    # back to no default deny: policy accept, the table stays ours
+    res = run_role(tmp_path, host, {"firewall_default_deny": False})
+    assert_ok(res)
+    assert "policy accept" in sh_in(host, "nft", "list", "table", "inet", "portail_https")
+
+
+def test_rollback_restores_when_the_controller_is_cut_off(hosts, tmp_path: Path) -> None:
+    """Arm, apply a table that drops SSH, never confirm: the host puts the previous table back."""
+    host = hosts[1]
+    previous = sh_in(host, "nft", "list", "table", "inet", "portail_https")
+    play = """
+- hosts: all
+  gather_facts: false
+  tasks:
+    - name: Arm
+      portail.https.firewall_rollback:
+        state: armed
+        timeout: 8
+      register: rb
+    - name: Lock ourselves out
+      portail.https.nft_table:
+        chains:
+          - {name: input, type: filter, hook: input, policy: drop, rules: ['iifname "lo" accept']}
+    - name: Reconnect
+      ansible.builtin.meta: reset_connection
+    - name: Confirm
+      portail.https.firewall_rollback:
+        state: confirmed
+        id: "{{ rb.id }}"
+"""
+    res = run_playbook(
+        play, tmp_path, inventory=inventory(tmp_path, host, ansible_ssh_common_args=_no_mux(), ansible_timeout=5)
+    )
+    assert res.rc != 0
+    assert res.stats[host.name]["unreachable"] >= 1  # the confirmation never got there
+    wait_for(
+        lambda: sh_in(host, "nft", "list", "table", "inet", "portail_https") == previous,
+        60,
+        "the rollback job to restore the table",
+    )
+    assert tcp_state(host.ipv4, 22) == "open"
+    assert "rolled-back" in sh_in(host, "sh", "-c", "ls /run/portail-https/rollback/*/")
+
+
+def test_bad_input_changes_nothing(hosts, tmp_path: Path) -> None:
+    host = hosts[0]
+    before = sh_in(host, "nft", "list", "ruleset")
+    for bad in (
+        {"firewall_backend": "pf"},
+        {"firewall_extra_ports": [{"port": 70000}]},
+        {"firewall_rollback_timeout": 1},
+    ):
+        res = run_role(tmp_path, host, bad)
+        assert res.rc != 0 and res.failed(host.name) == 1
+        assert "Invalid firewall inputs" in res.stdout
+    assert sh_in(host, "nft", "list", "ruleset") == before
+
+
+def _no_mux() -> str:
+    return "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -o ControlMaster=no -o ControlPath=none"
