@@ -156,4 +156,7 @@ def test_bad_input_changes_nothing(hosts, tmp_path: Path) -> None:
 
 
 def _no_mux() -> str:
-    return "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -o ControlMaster=no -o ControlPath=none"
+    return (
+        "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR"
+        " -o ControlMaster=no -o ControlPath=none"
+    )
