@@ -162,7 +162,10 @@ cat /run/sshd.pid > {d}/sshd.pid
     # ip netns exec gives a new mount namespace; unshare makes it (and the UTS one) ours for good,
     # and sshd (daemonised) keeps it alive with every login forked from it.
     sh(["ip", "netns", "exec", host.ns, "unshare", "--mount", "--uts", "--propagation", "private", "sh", "-c", script])
-    end = time.monotonic() + 10
+    # A host made again at an address that just went away: forget the failed neighbour entry.
+    sh(["ip", "neigh", "flush", "to", host.ipv4], check=False)
+    sh(["ip", "-6", "neigh", "flush", "to", host.ipv6], check=False)
+    end = time.monotonic() + 30
     while time.monotonic() < end:
         try:
             with socket.create_connection((host.ipv4, 22), timeout=0.5):
@@ -193,6 +196,7 @@ def down_host(host: Host) -> None:
                 break
         sh(["ip", "netns", "del", host.ns], check=False)
     sh(["ip", "link", "del", f"pfv{host.index}"], check=False)
+    sh(["ip", "neigh", "flush", "to", host.ipv4], check=False)
     shutil.rmtree(host.dir, ignore_errors=True)
 
 

@@ -66,12 +66,23 @@ class PlaybookResult:
         hosts = [host] if host else list(self.stats)
         return sum(self.stats[h].get("failures", 0) + self.stats[h].get("unreachable", 0) for h in hosts)
 
+    def failures(self) -> list[str]:
+        """'host: task: message' for every failed or unreachable task result, to put in assert messages."""
+        out = []
+        for play in self.data.get("plays", []):
+            for task in play.get("tasks", []):
+                for host, res in task.get("hosts", {}).items():
+                    if res.get("failed") or res.get("unreachable"):
+                        out.append(f"{host}: {task['task']['name']}: {res.get('msg', '')}"[:1500])
+        return out or [self.stderr[-3000:]]
+
     def results(self, task_name: str) -> dict[str, dict[str, Any]]:
         """host -> result of the (last) task with that name."""
         found: dict[str, dict[str, Any]] = {}
         for play in self.data.get("plays", []):
             for task in play.get("tasks", []):
-                if task["task"]["name"] == task_name:
+                name = task["task"]["name"]
+                if name == task_name or name.endswith(f" : {task_name}"):
                     found.update(task["hosts"])
         if not found:
             raise KeyError(f"no task named {task_name!r} ran")

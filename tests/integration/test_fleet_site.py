@@ -1,0 +1,209 @@
+"""The site, renew and report playbooks on a fleet of namespaced hosts reached over real SSH.
+
+Mixed nginx and Apache hosts, a pool of three hosts sharing one name (one certificate, issued once,
+stateless HTTP-01 responder on every member), one host validated with DNS-01 (RFC 2136 on the rig's
+BIND), Pebble as the CA. Site runs twice (the second run changes nothing), then renew.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import socket
+import ssl
+import subprocess
+from pathlib import Path
+
+import dns.query
+import dns.tsigkeyring
+import dns.update
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from tests.fleet import fleet
+
+from .harness import REPO, run_playbook
+
+pytestmark = [pytest.mark.rig, pytest.mark.slow]
+
+NGINX = [10, 11]
+APACHE = [12]
+POOL = [13, 14, 15]
+DNS01 = 11
+POOL_NAME = "pool.portail.test"
+
+
+def _served_serial(address: str, name: str) -> str:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    with socket.create_connection((address, 443), timeout=5) as raw, ctx.wrap_socket(raw, server_hostname=name) as s:
+        der = s.getpeercert(binary_form=True)
+    return format(x509.load_der_x509_certificate(der).serial_number, "x")
+
+
+def _thumbprint(key: ec.EllipticCurvePrivateKey) -> str:
+    """RFC 7638 thumbprint of a P-256 key, computed independently of the collection's code."""
+    nums = key.public_key().public_numbers()
+    b64 = lambda n: base64.urlsafe_b64encode(n.to_bytes(32, "big")).decode().rstrip("=")  # noqa: E731
+    jwk = json.dumps({"crv": "P-256", "kty": "EC", "x": b64(nums.x), "y": b64(nums.y)}, separators=(",", ":"))
+    return base64.urlsafe_b64encode(hashlib.sha256(jwk.encode()).digest()).decode().rstrip("=")
+
+
+def _dns_update(rig: dict[str, str], action: str, name: str, addresses: list[str]) -> None:
+    keyring = dns.tsigkeyring.from_text({rig["PORTAIL_TSIG_NAME"]: rig["PORTAIL_TSIG_SECRET"]})
+    upd = dns.update.Update(rig["PORTAIL_DNS_ZONE"], keyring=keyring, keyalgorithm=rig["PORTAIL_TSIG_ALGORITHM"])
+    if action == "add":
+        for addr in addresses:
+            upd.add(name + ".", 30, "A", addr)
+    else:
+        upd.delete(name + ".", "A")
+    dns.query.tcp(upd, rig["PORTAIL_DNS_PRIMARY"], timeout=5)
+
+
+@pytest.fixture(scope="module")
+def site_fleet(fleet_factory, rig, tmp_path_factory):
+    work = tmp_path_factory.mktemp("fleet-site")
+    hosts = {h.index: h for h in fleet_factory(NGINX + APACHE + POOL)}
+    _dns_update(rig, "add", POOL_NAME, [hosts[i].ipv4 for i in POOL])
+    account = work / "account.key"
+    key = ec.generate_private_key(ec.SECP256R1())
+    account.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    account.chmod(0o600)
+
+    groups = {
+        "nginx_hosts": [hosts[i] for i in NGINX + POOL],
+        "apache_hosts": [hosts[i] for i in APACHE],
+        "pool": [hosts[i] for i in POOL],
+    }
+    inv = fleet.inventory(hosts.values(), groups)
+    hv = inv["all"]["hosts"]
+    for i in NGINX + APACHE:
+        hv[f"fleet{i}"]["portail_sites"] = [
+            {"name": "main", "server_names": [hosts[i].fqdn], "root": "/var/www/main"},
+        ]
+    hv[f"fleet{DNS01}"]["portail_sites"][0]["challenge"] = "dns-01"
+    for i in POOL:
+        hv[f"fleet{i}"]["portail_sites"] = [
+            {"name": "pool", "server_names": [POOL_NAME], "root": "/var/www/pool", "pool": "pool"},
+        ]
+    children = inv["all"]["children"]
+    children["nginx_hosts"]["vars"] = {"portail_webserver": "nginx"}
+    children["apache_hosts"]["vars"] = {"portail_webserver": "apache"}
+    children["pool"]["vars"] = {"nginx_acme_thumbprint": _thumbprint(key)}
+    inv["all"]["vars"] = {
+        "portail_manage_firewall": False,
+        "certificate_acme_directory": rig["PORTAIL_ACME_DIRECTORY"],
+        "certificate_acme_ca_bundle": rig["PORTAIL_ACME_CA_BUNDLE"],
+        "certificate_account_key_src": str(account),
+        "certificate_terms_agreed": True,
+        "certificate_dns": {
+            "server": rig["PORTAIL_DNS_PRIMARY"],
+            "key_name": rig["PORTAIL_TSIG_ACME_NAME"],
+            "key_secret": rig["PORTAIL_TSIG_ACME_SECRET"],
+            "key_algorithm": rig["PORTAIL_TSIG_ALGORITHM"],
+        },
+        "portail_verify_ca_file": rig["PORTAIL_PEBBLE_ROOTS"],
+    }
+    inventory = work / "inventory.json"
+    inventory.write_text(json.dumps(inv, indent=2))
+    yield {"work": work, "inventory": inventory, "hosts": hosts}
+    _dns_update(rig, "delete", POOL_NAME, [])
+
+
+def _site(ctx, **kw):
+    return run_playbook(REPO / "playbooks" / "site.yml", ctx["work"], inventory=ctx["inventory"], **kw)
+
+
+def test_site_then_idempotent_then_renew(site_fleet):
+    ctx = site_fleet
+    hosts = ctx["hosts"]
+    first = _site(ctx)
+    assert first.rc == 0, first.failures()
+    assert first.failed() == 0
+    verify = first.results("Record the verification results")
+    assert set(verify) == {h.name for h in hosts.values()}
+    for host, res in verify.items():
+        checks = res["ansible_facts"]["portail_https_verify"]
+        assert checks, host
+        for name, outcome in checks.items():
+            assert outcome["ok"], (host, name, outcome["failed_checks"])
+            assert outcome["checks"]["certificate"]["verified"] is True
+
+    # One certificate for the pool, issued once (by the leader) and served by every member.
+    issued = first.results("Issue or renew certificates")
+    assert issued[f"fleet{POOL[0]}"]["changed"] is True
+    for member in POOL[1:]:
+        assert issued[f"fleet{member}"].get("skipped") is True
+    serials = {_served_serial(hosts[i].ipv4, POOL_NAME) for i in POOL}
+    assert len(serials) == 1
+
+    # The DNS-01 host got its certificate without any challenge file.
+    dns_result = issued[f"fleet{DNS01}"]["certificates"][0]
+    assert dns_result["challenge"] == "dns-01"
+
+    second = _site(ctx)
+    assert second.rc == 0, second.failures()
+    assert second.changed() == 0, {h: s for h, s in second.stats.items() if s.get("changed")}
+
+    renew = run_playbook(REPO / "playbooks" / "renew.yml", ctx["work"], inventory=ctx["inventory"])
+    assert renew.rc == 0, renew.failures()
+    assert renew.changed() == 0
+
+
+def test_forced_renewal_reloads_only_that_host(site_fleet):
+    ctx = site_fleet
+    hosts = ctx["hosts"]
+    target = hosts[NGINX[0]]
+    other = hosts[APACHE[0]]
+    before_target = _served_serial(target.ipv4, target.fqdn)
+    before_other = _served_serial(other.ipv4, other.fqdn)
+    res = run_playbook(
+        REPO / "playbooks" / "renew.yml",
+        ctx["work"],
+        inventory=ctx["inventory"],
+        extra_vars={"certificate_force": True, "portail_target": target.name},
+    )
+    assert res.rc == 0, res.failures()
+    assert res.changed(target.name) > 0
+    after_target = _served_serial(target.ipv4, target.fqdn)
+    assert after_target != before_target
+    assert _served_serial(other.ipv4, other.fqdn) == before_other
+
+
+def test_report_lists_every_certificate(site_fleet):
+    ctx = site_fleet
+    out = ctx["work"] / "report"
+    res = run_playbook(
+        REPO / "playbooks" / "report.yml",
+        ctx["work"],
+        inventory=ctx["inventory"],
+        extra_vars={"report_dest_dir": str(out)},
+    )
+    assert res.rc == 0, res.failures()
+    data = json.loads((out / "report.json").read_text())
+    rows = {(r["host"], r["certificate"]): r for r in data["certificates"]}
+    assert len(rows) == len(ctx["hosts"])
+    for row in rows.values():
+        assert row["issuer"].startswith("CN=Pebble Intermediate")
+        assert 80 < row["days_left"] <= 90
+        assert row["last_result"] in ("issued", "renewed")
+    html = (out / "report.html").read_text()
+    assert POOL_NAME in html
+    assert "fleet12" in html
+
+
+def test_fleet_hosts_have_their_own_config(site_fleet):
+    """Sanity of the rig itself: each host sees its own /etc (nginx on one, Apache on another)."""
+    hosts = site_fleet["hosts"]
+    nginx_sites = fleet.exec_in(hosts[NGINX[0]], ["ls", "/etc/nginx/sites-enabled"]).stdout
+    apache_nginx = fleet.exec_in(hosts[APACHE[0]], ["ls", "/etc/nginx/sites-enabled"]).stdout
+    assert "portail-main" in nginx_sites
+    assert "portail-main" not in apache_nginx
+    assert Path("/etc/nginx/sites-enabled/portail-main.conf").exists() is False
+    assert subprocess.run(["true"], check=False).returncode == 0
