@@ -1,0 +1,108 @@
+# Copyright: (c) 2026, portail.https contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""ACME Renewal Information (RFC 9773)."""
+
+from __future__ import annotations
+
+import datetime
+import random
+from typing import Any, Optional, Union
+
+from cryptography import x509
+
+from .errors import AcmeError, UnsupportedError
+from .utils import b64u, parse_timestamp, utcnow
+
+
+def _load(cert: Union[x509.Certificate, bytes, str]) -> x509.Certificate:
+    if isinstance(cert, x509.Certificate):
+        return cert
+    data = cert.encode("ascii") if isinstance(cert, str) else cert
+    if b"-----BEGIN" in data:
+        return x509.load_pem_x509_certificate(data)
+    return x509.load_der_x509_certificate(data)
+
+
+def serial_der_bytes(serial: int) -> bytes:
+    """Content octets of the DER INTEGER encoding of a (positive) serial number."""
+    return serial.to_bytes((serial.bit_length() + 8) // 8, "big")
+
+
+def cert_id_from(aki: bytes, serial: int) -> str:
+    return f"{b64u(aki)}.{b64u(serial_der_bytes(serial))}"
+
+
+def cert_id(cert: Union[x509.Certificate, bytes, str]) -> str:
+    """RFC 9773 section 4.1 certificate identifier: base64url(AKI keyIdentifier) '.' base64url(serial)."""
+    c = _load(cert)
+    try:
+        aki = c.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
+    except x509.ExtensionNotFound:
+        raise AcmeError("the certificate has no Authority Key Identifier: no ARI certificate ID") from None
+    if not aki.key_identifier:
+        raise AcmeError("the certificate's Authority Key Identifier has no keyIdentifier")
+    return cert_id_from(aki.key_identifier, c.serial_number)
+
+
+class RenewalInfo:
+    """A suggested renewal window and the time this client picked in it."""
+
+    def __init__(
+        self,
+        cert_id: str,
+        start: datetime.datetime,
+        end: datetime.datetime,
+        explanation_url: Optional[str] = None,
+        retry_after: Optional[float] = None,
+        rng: Optional[random.Random] = None,
+    ) -> None:
+        self.cert_id = cert_id
+        self.start = start
+        self.end = end
+        self.explanation_url = explanation_url
+        self.retry_after = retry_after
+        rng = rng or random.SystemRandom()
+        span = max(0.0, (end - start).total_seconds())
+        self.selected = start + datetime.timedelta(seconds=rng.uniform(0, span))
+
+    def should_renew(self, now: Optional[datetime.datetime] = None) -> bool:
+        """True when the picked point in the window has passed (always true once the window is past)."""
+        return (now or utcnow()) >= self.selected
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "cert_id": self.cert_id,
+            "window_start": self.start.isoformat(),
+            "window_end": self.end.isoformat(),
+            "selected": self.selected.isoformat(),
+            "explanation_url": self.explanation_url,
+            "retry_after": self.retry_after,
+        }
+
+
+class Ari:
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    @property
+    def supported(self) -> bool:
+        return bool(self.client.directory.renewal_info)
+
+    def renewal_info(
+        self, cert: Union[x509.Certificate, bytes, str], rng: Optional[random.Random] = None
+    ) -> RenewalInfo:
+        base = self.client.directory.renewal_info
+        if not base:
+            raise UnsupportedError(f"the CA {self.client.directory_url} does not offer renewal information (ARI)")
+        cid = cert_id(cert)
+        url = base.rstrip("/") + "/" + cid
+        resp = self.client.http("GET", url, kind="renewalInfo")
+        if resp.status != 200:
+            raise self.client._error(resp, context="fetching renewal information")
+        data = resp.json()
+        window = data.get("suggestedWindow") if isinstance(data, dict) else None
+        start = parse_timestamp((window or {}).get("start"))
+        end = parse_timestamp((window or {}).get("end"))
+        if start is None or end is None or end < start:
+            raise AcmeError(f"the CA's renewal information for {cid} has no valid suggestedWindow")
+        return RenewalInfo(cid, start, end, data.get("explanationURL"), resp.retry_after, rng)
