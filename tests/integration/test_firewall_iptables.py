@@ -1,0 +1,82 @@
+"""Firewall role on iptables hosts of the fleet, for both Debian variants (legacy and nf_tables)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.fleet import fleet
+
+from .firewall_support import assert_ok, listeners, run_role, sh_in, task_result, tcp_state
+
+INDEX = {"legacy": 3, "nft": 4}
+
+
+def save(host: fleet.Host, variant: str) -> str:
+    out = sh_in(host, f"iptables-{variant}-save") + sh_in(host, f"ip6tables-{variant}-save")
+    return "\n".join(re.sub(r"\[\d+:\d+\]", "[0:0]", line) for line in out.splitlines() if not line.startswith("#"))
+
+
+@pytest.fixture(params=["legacy", "nft"])
+def variant_host(request, fleet_factory):
+    variant = request.param
+    host = fleet.Host(INDEX[variant])
+    fleet.down([host])
+    fleet_factory([host.index])
+    for cmd in ("iptables", "ip6tables"):
+        # the host's /etc and /var are its own overlays: this switches the variant for that host only
+        sh_in(host, "update-alternatives", "--set", cmd, f"/usr/sbin/{cmd}-{variant}")
+    for cmd in (f"iptables-{variant}", f"ip6tables-{variant}"):
+        # a fail2ban-like chain with a ban, and a Docker-like nat chain: both must survive
+        sh_in(host, cmd, "-N", "f2b-sshd")
+        source = "198.18.0.99" if cmd.startswith("iptables") else "2001:2:0:9::99"
+        sh_in(host, cmd, "-A", "f2b-sshd", "-s", source, "-j", "REJECT")
+        sh_in(host, cmd, "-A", "f2b-sshd", "-j", "RETURN")
+        sh_in(host, cmd, "-I", "INPUT", "-p", "tcp", "--dport", "22", "-j", "f2b-sshd")
+        sh_in(host, cmd, "-t", "nat", "-N", "DOCKER")
+    yield variant, host
+    fleet.down([host])
+
+
+def test_iptables_variant(variant_host, tmp_path: Path) -> None:
+    variant, host = variant_host
+    other = "nft" if variant == "legacy" else "legacy"
+    before = save(host, variant)
+
+    res = run_role(tmp_path, host, {"firewall_default_deny": True}, check=True, diff=True)
+    assert_ok(res)
+    assert res.changed() > 0
+    assert save(host, variant) == before
+
+    res = run_role(tmp_path, host, {"firewall_default_deny": True}, diff=True)
+    assert_ok(res)
+    assert res.changed() > 0
+    info = task_result(res, "Find out which firewall the host runs and the port of this SSH connection", host.name)
+    assert info["backend"] == "iptables" and info["iptables_variant"] == variant, info
+
+    after = save(host, variant)
+    for line in before.splitlines():  # every foreign chain and rule is still there
+        if line.startswith("-A") or line.startswith(":f2b") or line.startswith(":DOCKER"):
+            assert line in after
+    assert '-A INPUT -m comment --comment "portail.https" -j PORTAIL-HTTPS' in after
+    assert "--dport 22 -m comment" in after  # SSH kept although the inputs never named it
+    assert ":INPUT DROP" in after
+    assert save(host, other).count("-A ") == 0  # the other variant was not touched
+
+    rules_v4 = sh_in(host, "cat", "/etc/iptables/rules.v4")
+    rules_v6 = sh_in(host, "cat", "/etc/iptables/rules.v6")
+    assert "PORTAIL-HTTPS" in rules_v4 and "f2b-sshd" in rules_v4 and "DOCKER" in rules_v4
+    assert "PORTAIL-HTTPS" in rules_v6 and "2001:2:0:9::99" in rules_v6
+
+    with listeners(host, [80, 443, 8080]):
+        for address in (host.ipv4, host.ipv6):
+            assert tcp_state(address, 80) == "open"
+            assert tcp_state(address, 443) == "open"
+            assert tcp_state(address, 8080) == "filtered"
+        assert tcp_state(host.ipv4, 22) == "open"
+
+    res = run_role(tmp_path, host, {"firewall_default_deny": True})
+    assert_ok(res)
+    assert res.changed() == 0
