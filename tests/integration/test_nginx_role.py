@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from .webserver_suite import (  # noqa: F401  (pytest collects the imported tests and fixture)
+from .webserver_suite import (
     Server,
     env,
     test_bootstrap_from_empty_server_in_one_play,
@@ -29,6 +29,27 @@ from .webserver_suite import (  # noqa: F401  (pytest collects the imported test
     test_stateless_http01_responder,
     test_tls_versions,
 )
+
+# Re-exported so that pytest collects the shared tests and the env fixture in this module.
+__all__ = [
+    "Server",
+    "env",
+    "server",
+    "test_bootstrap_from_empty_server_in_one_play",
+    "test_challenge_file_on_port_80",
+    "test_check_mode_changes_nothing",
+    "test_hsts_on_443_everywhere",
+    "test_http2",
+    "test_injection_in_other_fields_is_rejected",
+    "test_injection_in_server_names_is_rejected",
+    "test_invalid_directive_leaves_running_server_untouched",
+    "test_port_80_redirects_same_host_and_uri",
+    "test_second_run_changes_nothing",
+    "test_served_certificate_is_the_deployed_one",
+    "test_site_removal",
+    "test_stateless_http01_responder",
+    "test_tls_versions",
+]
 
 pytestmark = pytest.mark.skipif(not shutil.which("nginx") and not Path("/usr/sbin/nginx").exists(), reason="no nginx")
 

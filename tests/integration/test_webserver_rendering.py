@@ -178,7 +178,7 @@ def test_nginx_layout_and_profile(family: str, tmp_path: Path) -> None:
 
 
 def test_nginx_new_http2_syntax_and_stateless(tmp_path: Path) -> None:
-    _, files = render("nginx", "RedHat", tmp_path, new_http2=True, nginx_acme_thumbprint=THUMBPRINT)
+    files = render("nginx", "RedHat", tmp_path, new_http2=True, nginx_acme_thumbprint=THUMBPRINT)[1]
     static = files["portail-static.conf"]
     assert "listen 127.0.20.9:443 ssl;" in static
     assert "http2 on;" in static
@@ -191,13 +191,14 @@ def test_nginx_rendered_tree_passes_nginx_t(family: str, tmp_path: Path, certs: 
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     if not Path(nginx).exists():
         pytest.skip("no nginx binary")
-    _, _ = render("nginx", family, tmp_path, tls_sites=["static", "proxy"], nginx_acme_thumbprint=THUMBPRINT)
+    render("nginx", family, tmp_path, tls_sites=["static", "proxy"], nginx_acme_thumbprint=THUMBPRINT)
     # certificates are where the sites say (tmp_path/certs): copy the module's test certificates there
     shutil.copytree(certs / "certs", tmp_path / "certs")
     main = tmp_path / "nginx-test.conf"
     main.write_text(
         f"pid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/error.log;\nevents {{}}\n"
-        f"http {{\n  access_log off;\n  include /etc/nginx/mime.types;\n  include {tmp_path}/nginx-{family}/*.conf;\n}}\n"
+        "http {\n  access_log off;\n  include /etc/nginx/mime.types;\n"
+        f"  include {tmp_path}/nginx-{family}/*.conf;\n}}\n"
     )
     proc = subprocess.run([nginx, "-t", "-c", str(main)], capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr
@@ -253,7 +254,7 @@ def test_apache_layout_and_profile(family: str, tmp_path: Path) -> None:
 
 
 def test_apache_no_listen_443_before_any_certificate(tmp_path: Path) -> None:
-    _, files = render("apache", "RedHat", tmp_path, tls_sites=[])
+    files = render("apache", "RedHat", tmp_path, tls_sites=[])[1]
     assert ":443" not in files["ports.conf"]
     assert all(len(blocks(t, "<VirtualHost")) == 1 for n, t in files.items() if n.startswith("portail-"))
 

@@ -114,13 +114,13 @@ def curl(url: str, address: str, *, cafile: Path | None = None, http2: bool = Fa
     cmd.append(url)
     # bytes, not text=True: universal newlines would turn the CRLF that separates headers into LF
     out = subprocess.run(cmd, capture_output=True, check=True).stdout.decode("utf-8", "replace")
-    head, _, rest = out.partition("\r\n\r\n")
-    body, _, version = rest.rpartition("\n")
+    head, rest = out.split("\r\n\r\n", 1) if "\r\n\r\n" in out else (out, "")
+    body, version = rest.rsplit("\n", 1) if "\n" in rest else ("", rest)
     lines = head.split("\r\n")
     status = int(lines[0].split()[1])
     headers: dict[str, str] = {}
     for line in lines[1:]:
-        k, _, v = line.partition(":")
+        k, v = line.split(":", 1) if ":" in line else (line, "")
         headers[k.strip().lower()] = v.strip()
     return Response(status, headers, body, version)
 
@@ -157,7 +157,7 @@ def listening(address: str, port: int) -> bool:
 
 
 def wait_listening(address: str, port: int, up: bool = True, attempts: int = 50) -> bool:
-    for _ in range(attempts):
+    for _attempt in range(attempts):
         if listening(address, port) == up:
             return True
         time.sleep(0.1)
