@@ -125,8 +125,9 @@ class Challenge:
 
     def failure(self) -> Optional[ProblemError]:
         if self.error:
-            return problem_error(
-                self.error, identifier=self.identifier, challenge_type=self.type, context="validation failed"
+            # whatever the problem type (Pebble says unauthorized for a 404), this is a failed validation
+            return ValidationFailed(
+                self.error, identifier=self.authz.name, challenge_type=self.type, context="validation failed"
             )
         return None
 
@@ -365,7 +366,6 @@ class Order:
             except OrderNotReady:
                 if attempt >= 19:
                     raise
-                self.refresh()
                 self.wait_ready(dl)
                 continue
             self.data = resp.json()
@@ -421,9 +421,12 @@ def issue(
     order = client.new_order(identifiers, profile=profile, replaces=replaces)
     published: list[Challenge] = []
     try:
-        for ch in order.pending_challenges(challenge_type):
+        challenges = order.pending_challenges(challenge_type)
+        # publish everything first: a resolver in front of the CA then never caches a partial answer
+        for ch in challenges:
             publish(ch)
             published.append(ch)
+        for ch in challenges:
             client.answer(ch)
         order.finalize(csr_der, dl)
         chain = order.download(preferred_chain)
