@@ -451,7 +451,9 @@ def test_validation_failure_names_identifier_and_problem(rig, account_key, tmp_p
     res = run(tmp_path, args)
     assert res.rc != 0
     msg = res.result(TASK)["msg"]
-    assert "http-01" in msg and "cert24.portail.test" in msg and "urn:ietf:params:acme:error" in msg, msg
+    # the engine names the CA's problem type (urn:ietf:params:acme:error:connection) and its detail
+    assert "http-01" in msg and "cert24.portail.test" in msg and "CA error connection" in msg, msg
+    assert "connection refused" in msg, msg
     assert not out.exists()
     assert challenge_files(webroot) == []
 
