@@ -1,7 +1,11 @@
-"""ARI (RFC 9773) and certificate profiles against a real CA that offers them: acme2certifier in the rig
-(tests/rig/a2c.py). Pebble 2.4 offers neither: there the engine must skip them cleanly.
+"""ARI (RFC 9773) and profiles against acme2certifier (tests/rig/a2c.py), checked on the wire and at the CA.
 
-Addresses 127.0.10.171-179 (acme171..179.portail.test) belong to this file.
+Complements test_acme_a2c.py (engine behaviour) and test_acme_engine.py (Pebble, which offers neither):
+here the newOrder payloads the client signed are recorded, so the test proves that `replaces` and
+`profile` were sent, that the CA stored the profile, and that an unknown profile never reaches newOrder.
+Also checks that the rig's acme2certifier start is idempotent.
+
+Addresses 127.0.10.240-249 (acme240..249.portail.test) belong to this file.
 """
 
 from __future__ import annotations
@@ -57,22 +61,13 @@ def a2c(rig):
     return client, directory
 
 
-@pytest.fixture
-def pebble(rig):
-    client = AcmeClient(
-        rig["PORTAIL_ACME_DIRECTORY"], AccountKey.generate("ec256"), ca_bundle=rig["PORTAIL_ACME_CA_BUNDLE"]
-    )
-    Account(client).create(["mailto:ari@portail.test"], terms_agreed=True)
-    return client
-
-
 def test_ari_window_and_replaces_on_renewal(a2c):
     client, directory = a2c
     if "renewalInfo" not in directory:
         pytest.skip("this CA offers no renewalInfo")
-    name = "acme171.portail.test"
+    name = "acme240.portail.test"
     sent = spy_new_orders(client)
-    with Http01Responder(["127.0.10.171"]) as web:
+    with Http01Responder(["127.0.10.240"]) as web:
         csr, _key = make_csr([name])
         _order, chain = issue(client, [name], csr, web.publish, cleanup=web.cleanup, deadline=60)
         cert = x509.load_pem_x509_certificate(chain.cert_pem)
@@ -103,9 +98,9 @@ def test_profile_known_is_sent_unknown_is_refused_before_new_order(a2c, rig):
     if not profiles:
         pytest.skip("this CA offers no profiles")
     profile = sorted(profiles)[0]
-    name = "acme172.portail.test"
+    name = "acme241.portail.test"
     sent = spy_new_orders(client)
-    with Http01Responder(["127.0.10.172"]) as web:
+    with Http01Responder(["127.0.10.241"]) as web:
         csr, _key = make_csr([name])
         order, chain = issue(client, [name], csr, web.publish, cleanup=web.cleanup, profile=profile, deadline=60)
     assert chain.leaf is not None
@@ -122,28 +117,6 @@ def test_profile_known_is_sent_unknown_is_refused_before_new_order(a2c, rig):
         client.new_order([name], profile="no-such-profile")
     assert "no-such-profile" in str(exc.value) and profile in str(exc.value)
     assert client.requests_by_kind["newOrder"] == before  # refused before contacting newOrder
-
-
-def test_pebble_without_ari_or_profiles_is_skipped_cleanly(pebble):
-    client = pebble
-    assert not client.ari.supported
-    name = "acme173.portail.test"
-    sent = spy_new_orders(client)
-    with Http01Responder(["127.0.10.173"]) as web:
-        csr, _key = make_csr([name])
-        _order, chain = issue(client, [name], csr, web.publish, cleanup=web.cleanup, deadline=60)
-        with pytest.raises(UnsupportedError):
-            client.ari.renewal_info(chain.cert_pem)
-        # a renewal that would name the old certificate still works: `replaces` is not sent to a CA without ARI
-        renewed, _chain2 = issue(
-            client, [name], csr, web.publish, cleanup=web.cleanup, replaces=cert_id(chain.cert_pem), deadline=60
-        )
-    assert renewed.replaces_dropped
-    assert all("replaces" not in p for p in sent)
-    before = client.requests_by_kind["newOrder"]
-    with pytest.raises(UnsupportedError):
-        client.new_order([name], profile="classic")
-    assert client.requests_by_kind["newOrder"] == before
 
 
 def test_a2c_start_is_idempotent(rig):
