@@ -60,12 +60,12 @@ def test_http01_dns_order_costs_at_most_8_requests(rig, responder):
     assert order.status == "valid"
     assert sans(chain) == ([acme_name(1)], [])
     kinds = dict(c.requests_by_kind)
-    # directory, newNonce, newOrder, authz, challenge, finalize, one order poll, certificate
-    for kind in ("directory", "newNonce", "newOrder", "authz", "challenge", "certificate"):
-        assert kinds[kind] == 1, kinds
-    # more than one order poll only happens when the CA was slower than the engine's first pause
-    # (bench/acme_engine.py reports the figure); the protocol cost itself is 8
-    assert c.requests - (kinds["order"] - 1) - (kinds["finalize"] - 1) == 8, kinds
+    # directory, newNonce, newOrder, authz, challenge, finalize, one order poll, certificate = 8.
+    # On top of that only: Pebble's random badNonce rejections (5 % by default; retried transparently)
+    # and extra polls when the CA was slower than the engine's first pause (bench/acme_engine.py reports it).
+    assert kinds["directory"] == 1 and kinds["newNonce"] == 1, kinds
+    extra_polls = (kinds["order"] - 1) + (kinds["finalize"] - 1)
+    assert c.requests - c.bad_nonce_retried - extra_polls == 8, (kinds, c.bad_nonce_retried)
 
 
 def test_ip_identifier_order(rig, responder):

@@ -163,6 +163,7 @@ class AcmeClient:
         self._lock = threading.Lock()
         self._directory: Optional[Directory] = None
         self.requests = 0
+        self.bad_nonce_retried = 0
         self.requests_by_kind: collections.Counter[str] = collections.Counter()
 
     # --- transport ------------------------------------------------------------------------------
@@ -317,6 +318,8 @@ class AcmeClient:
             err = self._error(resp, context=context)
             if isinstance(err, BadNonce) and bad_nonces < self.bad_nonce_retries:
                 bad_nonces += 1
+                with self._lock:
+                    self.bad_nonce_retried += 1
                 continue
             if resp.status in (429, 503) or isinstance(err, RateLimited):
                 wait = resp.retry_after

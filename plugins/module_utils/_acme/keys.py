@@ -132,3 +132,39 @@ def eab_jws(jwk: dict[str, str], kid: str, hmac_key: str, url: str, alg: str = "
     body64 = b64u(json_bytes(jwk))
     mac = hmac.new(key, f"{p64}.{body64}".encode("ascii"), digests[alg]).digest()
     return {"protected": p64, "payload": body64, "signature": b64u(mac)}
+
+
+def public_jwk(public_key: Any) -> dict[str, str]:
+    """The public JWK (RFC 7638 members only) of an EC P-256/P-384/P-521 or RSA public key."""
+    if isinstance(public_key, ec.EllipticCurvePublicKey):
+        sizes = {"secp256r1": ("P-256", 32), "secp384r1": ("P-384", 48), "secp521r1": ("P-521", 66)}
+        if public_key.curve.name not in sizes:
+            raise AcmeError(f"unsupported EC curve {public_key.curve.name}")
+        crv, size = sizes[public_key.curve.name]
+        nums = public_key.public_numbers()
+        return {"crv": crv, "kty": "EC", "x": b64u(int_bytes(nums.x, size)), "y": b64u(int_bytes(nums.y, size))}
+    if isinstance(public_key, rsa.RSAPublicKey):
+        rnums = public_key.public_numbers()
+        return {"e": b64u(int_bytes(rnums.e)), "kty": "RSA", "n": b64u(int_bytes(rnums.n))}
+    raise AcmeError("only EC and RSA keys have an ACME JWK")
+
+
+def thumbprint_from_pem(data: Union[bytes, str], password: Optional[bytes] = None) -> str:
+    """RFC 7638 thumbprint of a PEM private key, public key or certificate (the account key's, for
+    stateless http-01 responders: key authorization = token '.' thumbprint)."""
+    from cryptography import x509
+
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    try:
+        if b"PRIVATE KEY-----" in raw:
+            public = serialization.load_pem_private_key(raw, password=password).public_key()
+        elif b"CERTIFICATE-----" in raw:
+            public = x509.load_pem_x509_certificate(raw).public_key()
+        elif b"PUBLIC KEY-----" in raw:
+            public = serialization.load_pem_public_key(raw)
+        else:
+            raise AcmeError("not a PEM private key, public key or certificate")
+    except (ValueError, TypeError):
+        # never echo key material
+        raise AcmeError("cannot read the PEM data (unsupported format, or encrypted without the passphrase)") from None
+    return jwk_thumbprint(public_jwk(public))

@@ -1,0 +1,99 @@
+"""ACME engine benchmark against the rig's Pebble: request counts per order type, 100 concurrent orders.
+
+Usage: .venv/bin/python bench/acme_engine.py [--orders 100] [--workers 25]
+Uses acme100-acme219.portail.test (127.0.10.100-219) for http-01.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from tests.conftest import _link_collection  # noqa: E402
+
+_link_collection()
+
+from ansible_collections.portail.https.plugins.module_utils._acme import AccountKey, AcmeClient, issue  # noqa: E402
+
+from tests.integration.acme_support import Http01Responder, acme_addr, acme_name, make_csr  # noqa: E402
+from tests.integration.harness import rig_facts  # noqa: E402
+
+
+def fresh(rig, c, directory=None):
+    return AcmeClient(
+        directory or c.directory_url, c.key, account_url=c.account_url, ca_bundle=rig["PORTAIL_ACME_CA_BUNDLE"]
+    )
+
+
+def account(rig, directory_key="PORTAIL_ACME_DIRECTORY"):
+    c = AcmeClient(rig[directory_key], AccountKey.generate(), ca_bundle=rig["PORTAIL_ACME_CA_BUNDLE"])
+    c.account().create(contact=["mailto:bench@portail.test"], terms_agreed=True)
+    return c
+
+
+def count(rig, responder, label, names, directory_key="PORTAIL_ACME_DIRECTORY"):
+    c = fresh(rig, account(rig, directory_key))
+    csr, _ = make_csr(names)
+    t = time.monotonic()
+    issue(c, names, csr, responder.publish, cleanup=responder.cleanup)
+    dt = time.monotonic() - t
+    kinds = ", ".join(f"{k}={v}" for k, v in sorted(c.requests_by_kind.items()))
+    print(f"{label:46} {c.requests:3} requests  {dt * 1000:6.0f} ms  badNonce retries {c.bad_nonce_retried}  ({kinds})")
+    return c.requests
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--orders", type=int, default=100)
+    ap.add_argument("--workers", type=int, default=25)
+    args = ap.parse_args()
+    rig = rig_facts()
+    idx = list(range(100, 100 + max(args.orders, 20)))
+    with Http01Responder([acme_addr(n) for n in idx]) as responder:
+        print("request counts, known account, fresh client (directory + newNonce included):")
+        count(rig, responder, "1 dns name, http-01", [acme_name(100)])
+        count(rig, responder, "1 ip address, http-01", [acme_addr(101)])
+        count(rig, responder, "3 names (2 dns + 1 ip), http-01", [acme_name(102), acme_name(103), acme_addr(104)])
+        count(
+            rig,
+            responder,
+            "1 dns name, http-01, nonce-rejecting Pebble",
+            [acme_name(105)],
+            "PORTAIL_ACME_NONCE_DIRECTORY",
+        )
+        c = fresh(rig, account(rig))
+        csr, _ = make_csr([acme_name(106)])
+        issue(c, [acme_name(106)], csr, responder.publish, cleanup=responder.cleanup)
+        before = c.requests
+        csr, _ = make_csr([acme_name(107)])
+        issue(c, [acme_name(107)], csr, responder.publish, cleanup=responder.cleanup)
+        print(f"{'1 dns name, http-01, warm client (2nd order)':46} {c.requests - before:3} requests")
+
+        c = account(rig)
+        c = fresh(rig, c)
+        names = [acme_name(n) for n in idx[: args.orders]]
+        csrs = {n: make_csr([n])[0] for n in names}
+
+        def one(name):
+            return issue(c, [name], csrs[name], responder.publish, cleanup=responder.cleanup, deadline=60)[1]
+
+        t = time.monotonic()
+        with concurrent.futures.ThreadPoolExecutor(args.workers) as pool:
+            chains = list(pool.map(one, names))
+        dt = time.monotonic() - t
+        assert len({ch.leaf.serial_number for ch in chains}) == len(names)
+        print(
+            f"{args.orders} concurrent single-name http-01 orders, one client, {args.workers} threads: "
+            f"{dt:.2f} s wall, {c.requests} requests ({c.requests / args.orders:.2f}/order), "
+            f"newNonce {c.requests_by_kind['newNonce']}, badNonce retries {c.bad_nonce_retried}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
