@@ -223,3 +223,48 @@ def test_ec384_and_rsa_account_keys(rig, responder):
         order, _chain = issue(c, [acme_name(n)], csr, responder.publish, cleanup=responder.cleanup)
         assert order.status == "valid"
     assert ipaddress.ip_address(acme_addr(13))
+
+
+def test_tls_alpn01_validation(rig, tmp_path):
+    """Serve the engine's tls-alpn-01 certificate on 127.0.10.15:443 with ALPN acme-tls/1; Pebble validates it."""
+    import socket
+    import ssl
+    import threading
+
+    c = new_client(rig)
+    order = c.new_order([acme_name(15)])
+    ch = order.pending_challenges("tls-alpn-01")[0]
+    cert_pem, key_pem = ch.tls_alpn_certificate()
+    (tmp_path / "c.pem").write_bytes(cert_pem)
+    (tmp_path / "k.pem").write_bytes(key_pem)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.set_alpn_protocols(["acme-tls/1"])
+    ctx.load_cert_chain(tmp_path / "c.pem", tmp_path / "k.pem")
+    srv = socket.create_server((acme_addr(15), 443), reuse_port=False)
+    srv.settimeout(0.2)
+    stop = threading.Event()
+    seen = []
+
+    def serve():
+        while not stop.is_set():
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                continue
+            try:
+                with ctx.wrap_socket(conn, server_side=True) as tls:
+                    seen.append(tls.selected_alpn_protocol())
+            except (ssl.SSLError, OSError):
+                conn.close()
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    try:
+        c.answer(ch)
+        order.wait_ready(60)
+    finally:
+        stop.set()
+        t.join(2)
+        srv.close()
+    assert order.status == "ready"
+    assert "acme-tls/1" in seen

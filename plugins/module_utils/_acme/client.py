@@ -161,6 +161,7 @@ class AcmeClient:
         self._local = threading.local()
         self._nonces = _NoncePool()
         self._lock = threading.Lock()
+        self._dir_lock = threading.Lock()
         self._directory: Optional[Directory] = None
         self.requests = 0
         self.bad_nonce_retried = 0
@@ -251,6 +252,12 @@ class AcmeClient:
 
     @property
     def directory(self) -> Directory:
+        if self._directory is None:
+            with self._dir_lock:
+                return self._load_directory()
+        return self._directory
+
+    def _load_directory(self) -> Directory:
         if self._directory is None:
             resp = self.http("GET", self.directory_url, kind="directory")
             if resp.status != 200:
