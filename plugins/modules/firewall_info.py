@@ -18,11 +18,13 @@ description:
     so callers can keep it open whatever else they are told.
   - Reads only; changes nothing.
 author:
-  - portail.https contributors
+  - portail.https contributors (@portail)
 attributes:
   check_mode:
+    description: Can run in check mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
 options:
   nft_table:

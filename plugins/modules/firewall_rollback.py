@@ -13,17 +13,19 @@ description:
   - With O(state=armed), takes a snapshot of what a firewall change may break (the nftables table
     O(table), or the whole C(iptables) and C(ip6tables) rulesets, and the persistence O(files)) and
     starts a detached job on the host that restores that snapshot after O(timeout) seconds.
-  - With O(state=confirmed), cancels that job. Run it over a B(new) connection after the change
+  - "With O(state=confirmed), cancels that job. Run it over a B(new) connection after the change
     (C(meta: reset_connection) first): if the change cut the controller off, the confirmation never
-    arrives and the host restores the previous state by itself.
+    arrives and the host restores the previous state by itself."
   - Snapshots and logs live in a directory under C(/run/portail-https/rollback/<id>).
 author:
-  - portail.https contributors
+  - portail.https contributors (@portail)
 attributes:
   check_mode:
+    description: Can run in check mode and return changed status prediction without modifying target.
     support: full
     details: In check mode nothing is armed or confirmed.
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
 options:
   state:

@@ -15,11 +15,13 @@ description:
     packet counters. The whole live ruleset is saved, so rules of others (fail2ban, Docker) are kept as
     they are, exactly as C(netfilter-persistent save) would.
 author:
-  - portail.https contributors
+  - portail.https contributors (@portail)
 attributes:
   check_mode:
+    description: Can run in check mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
 options:
   command:

@@ -21,11 +21,13 @@ description:
   - Optionally writes the same definition to O(persist_path), a file meant to be included from
     C(/etc/nftables.conf), so the table comes back at boot.
 author:
-  - portail.https contributors
+  - portail.https contributors (@portail)
 attributes:
   check_mode:
+    description: Can run in check mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
 options:
   name:
@@ -83,9 +85,7 @@ options:
     default: /var/lib/portail-https/nft
 notes:
   - Requires the C(nft) binary (Debian/Ubuntu package C(nftables)) and root.
-seealso:
-  - role: portail.https.firewall
-    description: Opens ports 80 and 443 with this module on nftables hosts.
+  - The role portail.https.firewall opens ports 80 and 443 with this module on nftables hosts.
 """
 
 EXAMPLES = r"""

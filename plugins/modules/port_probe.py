@@ -10,19 +10,21 @@ module: port_probe
 short_description: Tell whether TCP ports of a host are open, refused or filtered, as nc or telnet would
 version_added: 0.1.0
 description:
-  - Tries a TCP connection to each port and reports V(open) (handshake done), V(refused) (the host
-    answered with a reset: the firewall lets the port through but nothing listens), V(filtered) (no
-    answer before O(timeout): dropped on the way) or V(unreachable) (an ICMP error, for example a
-    C(REJECT) with an ICMP type, or no route).
+  - "Tries a TCP connection to each port and reports V(open) (handshake done), V(refused) (the host
+    answered with a reset - the firewall lets the port through but nothing listens), V(filtered) (no
+    answer before O(timeout) - dropped on the way) or V(unreachable) (an ICMP error, for example a
+    C(REJECT) with an ICMP type, or no route)."
   - "Run it where the visitors are: on the controller with C(delegate_to: localhost), so it checks the
     firewall of the target rather than its loopback."
   - Changes nothing; check mode runs the same probes.
 author:
-  - portail.https contributors
+  - portail.https contributors (@portail)
 attributes:
   check_mode:
+    description: Can run in check mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
 options:
   host:
@@ -41,7 +43,7 @@ options:
   expect:
     description:
       - Map of port to the list of accepted states; the task fails when a port is in another state.
-        For example C({"80": [open, refused]}) asserts that the firewall lets port 80 through.
+      - "For example C({'80': [open, refused]}) asserts that the firewall lets port 80 through."
     type: dict
     default: {}
   reachable:

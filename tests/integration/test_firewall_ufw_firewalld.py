@@ -29,7 +29,7 @@ def firewalld_host(fleet_factory):
     fleet.down([host])
     fleet_factory([host.index])
     sh_in(host, "sh", "-c", "mkdir -p /run/dbus && dbus-daemon --system --fork && firewalld")
-    for _ in range(60):
+    for _attempt in range(60):
         if fleet.exec_in(host, ["firewall-cmd", "--state"]).returncode == 0:
             break
         sh_in(host, "sleep", "0.5")
