@@ -129,6 +129,15 @@ status:
   returned: always
   type: str
   sample: valid
+thumbprint:
+  description:
+    - RFC 7638 JWK thumbprint of the account key (after a rollover, of the new key). Every key authorization
+      is C(<token>.<thumbprint>), so this is what the web roles' stateless HTTP-01 responder needs
+      (C(nginx_acme_thumbprint), C(apache_acme_thumbprint)). Not a secret.
+    - The filter P(portail.https.acme_thumbprint#filter) computes the same value from a PEM key.
+  returned: always
+  type: str
+  sample: NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs
 requests:
   description: Number of HTTP requests sent to the CA.
   returned: always
@@ -252,7 +261,8 @@ def run(module: AnsibleModule) -> dict[str, Any]:
             after = before
 
     result: dict[str, Any] = dict(after, changed=changed, requests=client.requests)
-    result.pop("key_thumbprint", None)
+    # the RFC 7638 thumbprint of the key the account uses after the task (stateless http-01 responders)
+    result["thumbprint"] = result.pop("key_thumbprint", None) or client.key.thumbprint
     if module._diff:
         result["diff"] = {"before": before, "after": after}
     return result

@@ -111,3 +111,46 @@ def test_filter_documentation():
     )
     assert proc.returncode == 0, proc.stderr
     assert "RFC 7638" in proc.stdout
+
+
+ACCOUNT = """
+- hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: account
+      portail.https.acme_account:
+        acme_directory: "{{ directory }}"
+        ca_bundle: "{{ ca_bundle }}"
+        account_key_src: "{{ key_path }}"
+        state: "{{ state | default('present') }}"
+        new_account_key_src: "{{ new_key_path | default(omit) }}"
+        contact: [mailto:thumb@portail.test]
+        terms_agreed: true
+    - name: filter
+      ansible.builtin.set_fact:
+        thumb: "{{ lookup('ansible.builtin.file', new_key_path | default(key_path)) | portail.https.acme_thumbprint }}"
+"""
+
+
+def test_acme_account_returns_the_same_thumbprint_as_the_filter(rig, tmp_path):
+    key, new_key = AccountKey.generate("ec256"), AccountKey.generate("ec384")
+    paths = {}
+    for label, k in (("key_path", key), ("new_key_path", new_key)):
+        path = tmp_path / f"{label}.pem"
+        path.write_bytes(k.private_pem())
+        path.chmod(0o600)
+        paths[label] = str(path)
+    ev = {"directory": rig["PORTAIL_ACME_DIRECTORY"], "ca_bundle": rig["PORTAIL_ACME_CA_BUNDLE"]}
+    res = run_playbook(ACCOUNT, tmp_path, extra_vars=dict(ev, key_path=paths["key_path"]))
+    assert res.rc == 0, res.failures()
+    assert (
+        res.result("account")["thumbprint"]
+        == key.thumbprint
+        == res.data["plays"][0]["tasks"][1]["hosts"]["localhost"]["ansible_facts"]["thumb"]
+    )
+    # after a rollover (and in check mode before it), the thumbprint is the new key's
+    for check in (True, False):
+        res = run_playbook(ACCOUNT, tmp_path, extra_vars=dict(ev, state="changed_key", **paths), check=check)
+        assert res.rc == 0, res.failures()
+        assert res.result("account")["thumbprint"] == new_key.thumbprint
+        assert res.result("account")["changed"]
