@@ -87,7 +87,7 @@ def test_filter_thumbprint_lets_a_stateless_responder_pass_http01(rig, tmp_path)
     responder = StatelessResponder("127.0.10.250", thumb)
     try:
         name = "acme250.portail.test"
-        csr, _ = make_csr([name])
+        csr, _csr_key = make_csr([name])
         order, chain = issue(client, [name], csr, lambda ch: None, deadline=60)  # nothing published
     finally:
         responder.close()
