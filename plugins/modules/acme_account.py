@@ -17,13 +17,17 @@ description:
   - V(changed_key) replaces the account key by O(new_account_key_src) or O(new_account_key_content)
     (key rollover, RFC 8555 section 7.3.5).
 author:
-  - portail.https contributors
+  - portail.https contributors (@portail)
+requirements:
+  - cryptography
 extends_documentation_fragment:
   - portail.https.acme
 attributes:
   check_mode:
+    description: Can run in check mode and return changed status prediction without modifying the CA's state.
     support: full
   diff_mode:
+    description: Returns the account before and after the task in diff mode.
     support: full
 options:
   state:
@@ -147,7 +151,7 @@ requests:
 
 from typing import Any, Optional
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.portail.https.plugins.module_utils._acme.account import Account
 from ansible_collections.portail.https.plugins.module_utils._acme.client import AcmeClient
 from ansible_collections.portail.https.plugins.module_utils._acme.errors import (
@@ -155,6 +159,10 @@ from ansible_collections.portail.https.plugins.module_utils._acme.errors import 
     AcmeError,
     ProblemError,
     Unauthorized,
+)
+from ansible_collections.portail.https.plugins.module_utils._acme.keys import (
+    CRYPTOGRAPHY_IMPORT_ERROR,
+    HAS_CRYPTOGRAPHY,
 )
 from ansible_collections.portail.https.plugins.module_utils._acme.module_support import (
     acme_argument_spec,
@@ -297,6 +305,8 @@ def main() -> None:
         required_if=[("state", "changed_key", ("new_account_key_src", "new_account_key_content"), True)],
         supports_check_mode=True,
     )
+    if not HAS_CRYPTOGRAPHY:
+        module.fail_json(msg=missing_required_lib("cryptography"), exception=str(CRYPTOGRAPHY_IMPORT_ERROR))
     try:
         result = run(module)
     except ProblemError as exc:

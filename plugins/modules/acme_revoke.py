@@ -15,15 +15,19 @@ description:
     own private key (O(private_key_src) or O(private_key_content)), for example after a key compromise.
   - A certificate the CA reports as already revoked is not an error; the task then reports no change.
 author:
-  - portail.https contributors
+  - portail.https contributors (@portail)
+requirements:
+  - cryptography
 extends_documentation_fragment:
   - portail.https.acme
 attributes:
   check_mode:
+    description: Can run in check mode and return changed status prediction without modifying the CA's state.
     support: partial
     details: ACME has no way to ask whether a certificate is revoked without revoking it, so check mode
       reports a change without contacting the CA.
   diff_mode:
+    description: Would return details on what has changed in diff mode.
     support: none
 options:
   certificate:
@@ -81,11 +85,15 @@ already_revoked:
 
 from typing import Any
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.portail.https.plugins.module_utils._acme.errors import (
     AcmeError,
     AlreadyRevoked,
     ProblemError,
+)
+from ansible_collections.portail.https.plugins.module_utils._acme.keys import (
+    CRYPTOGRAPHY_IMPORT_ERROR,
+    HAS_CRYPTOGRAPHY,
 )
 from ansible_collections.portail.https.plugins.module_utils._acme.module_support import (
     acme_argument_spec,
@@ -93,7 +101,11 @@ from ansible_collections.portail.https.plugins.module_utils._acme.module_support
     load_key,
 )
 from ansible_collections.portail.https.plugins.module_utils._acme.revoke import certificate_der, revoke
-from cryptography import x509
+
+try:
+    from cryptography import x509
+except ImportError:  # reported in main() through keys.HAS_CRYPTOGRAPHY
+    pass
 
 
 def run(module: AnsibleModule) -> dict[str, Any]:
@@ -159,6 +171,8 @@ def main() -> None:
         ],
         supports_check_mode=True,
     )
+    if not HAS_CRYPTOGRAPHY:
+        module.fail_json(msg=missing_required_lib("cryptography"), exception=str(CRYPTOGRAPHY_IMPORT_ERROR))
     try:
         result = run(module)
     except ProblemError as exc:

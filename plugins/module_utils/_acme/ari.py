@@ -8,7 +8,10 @@ import datetime
 import random
 from typing import Any, Optional, Union
 
-from cryptography import x509
+try:
+    from cryptography import x509
+except ImportError:  # reported by require_cryptography() (keys.py)
+    pass
 
 from .errors import AcmeError, UnsupportedError
 from .utils import b64u, parse_timestamp, utcnow

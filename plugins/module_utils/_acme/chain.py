@@ -8,9 +8,12 @@ import re
 from collections.abc import Sequence
 from typing import Optional
 
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from cryptography.x509.oid import NameOID
+try:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.x509.oid import NameOID
+except ImportError:  # reported by require_cryptography() (keys.py)
+    pass
 
 _PEM_RE = re.compile(rb"-----BEGIN CERTIFICATE-----\s.*?-----END CERTIFICATE-----", re.S)
 

@@ -9,14 +9,18 @@ import hashlib
 import ipaddress
 from typing import Optional
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID, ObjectIdentifier
+try:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID, ObjectIdentifier
+
+    ACME_IDENTIFIER_OID = ObjectIdentifier("1.3.6.1.5.5.7.1.31")  # id-pe-acmeIdentifier (RFC 8737)
+except ImportError:  # reported by require_cryptography() (keys.py)
+    pass
 
 from .utils import b64u
 
-ACME_IDENTIFIER_OID = ObjectIdentifier("1.3.6.1.5.5.7.1.31")
 ALPN_PROTOCOL = "acme-tls/1"
 HTTP01_PATH = "/.well-known/acme-challenge/"
 

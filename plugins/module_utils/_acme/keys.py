@@ -9,19 +9,32 @@ import hmac
 import json
 from typing import Any, Optional, Union
 
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+try:
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+    from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+except ImportError as exc:  # the modules report it with missing_required_lib()
+    HAS_CRYPTOGRAPHY = False
+    CRYPTOGRAPHY_IMPORT_ERROR: Optional[ImportError] = exc
+else:
+    HAS_CRYPTOGRAPHY = True
+    CRYPTOGRAPHY_IMPORT_ERROR = None
 
 from .errors import AcmeError
 from .utils import b64u, b64u_decode, int_bytes
 
-PrivateKey = Union[ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey]
+PrivateKey = Any  # ec.EllipticCurvePrivateKey or rsa.RSAPrivateKey
 
 _CURVES = {
-    "secp256r1": ("P-256", "ES256", hashes.SHA256, 32),
-    "secp384r1": ("P-384", "ES384", hashes.SHA384, 48),
+    "secp256r1": ("P-256", "ES256", "SHA256", 32),
+    "secp384r1": ("P-384", "ES384", "SHA384", 48),
 }
+
+
+def require_cryptography() -> None:
+    """Raise AcmeError when the cryptography library is missing (the engine cannot work without it)."""
+    if not HAS_CRYPTOGRAPHY:
+        raise AcmeError(f"the ACME engine needs the Python cryptography library: {CRYPTOGRAPHY_IMPORT_ERROR}")
 
 
 def json_bytes(data: Any) -> bytes:
@@ -32,13 +45,14 @@ class AccountKey:
     """A private key able to sign ACME JWS: EC P-256 (ES256), P-384 (ES384) or RSA >= 2048 (RS256)."""
 
     def __init__(self, key: PrivateKey) -> None:
+        require_cryptography()
         if isinstance(key, ec.EllipticCurvePrivateKey):
             if key.curve.name not in _CURVES:
                 raise AcmeError(f"unsupported EC curve {key.curve.name} for an ACME account key (use P-256 or P-384)")
             crv, alg, hash_cls, size = _CURVES[key.curve.name]
             nums = key.public_key().public_numbers()
             self.alg = alg
-            self._hash = hash_cls
+            self._hash = getattr(hashes, hash_cls)
             self._size = size
             self.jwk: dict[str, str] = {
                 "crv": crv,
@@ -61,6 +75,7 @@ class AccountKey:
 
     @classmethod
     def from_pem(cls, data: Union[bytes, str], password: Optional[bytes] = None) -> AccountKey:
+        require_cryptography()
         if isinstance(data, str):
             data = data.encode("utf-8")
         try:
@@ -73,6 +88,7 @@ class AccountKey:
 
     @classmethod
     def generate(cls, kind: str = "ec256") -> AccountKey:
+        require_cryptography()
         if kind == "ec256":
             return cls(ec.generate_private_key(ec.SECP256R1()))
         if kind == "ec384":
@@ -136,6 +152,7 @@ def eab_jws(jwk: dict[str, str], kid: str, hmac_key: str, url: str, alg: str = "
 
 def public_jwk(public_key: Any) -> dict[str, str]:
     """The public JWK (RFC 7638 members only) of an EC P-256/P-384/P-521 or RSA public key."""
+    require_cryptography()
     if isinstance(public_key, ec.EllipticCurvePublicKey):
         sizes = {"secp256r1": ("P-256", 32), "secp384r1": ("P-384", 48), "secp521r1": ("P-521", 66)}
         if public_key.curve.name not in sizes:
@@ -152,6 +169,7 @@ def public_jwk(public_key: Any) -> dict[str, str]:
 def thumbprint_from_pem(data: Union[bytes, str], password: Optional[bytes] = None) -> str:
     """RFC 7638 thumbprint of a PEM private key, public key or certificate (the account key's, for
     stateless http-01 responders: key authorization = token '.' thumbprint)."""
+    require_cryptography()
     from cryptography import x509
 
     raw = data.encode("utf-8") if isinstance(data, str) else data

@@ -6,8 +6,11 @@ from __future__ import annotations
 
 from typing import Any, Optional, Union
 
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+try:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+except ImportError:  # reported by require_cryptography() (keys.py)
+    pass
 
 from .errors import AcmeError
 from .keys import AccountKey
