@@ -38,7 +38,7 @@ def account(rig, directory_key="PORTAIL_ACME_DIRECTORY"):
 
 def count(rig, responder, label, names, directory_key="PORTAIL_ACME_DIRECTORY"):
     c = fresh(rig, account(rig, directory_key))
-    csr, _ = make_csr(names)
+    csr, _csr_key = make_csr(names)
     t = time.monotonic()
     issue(c, names, csr, responder.publish, cleanup=responder.cleanup)
     dt = time.monotonic() - t
@@ -67,10 +67,10 @@ def main() -> int:
             "PORTAIL_ACME_NONCE_DIRECTORY",
         )
         c = fresh(rig, account(rig))
-        csr, _ = make_csr([acme_name(106)])
+        csr, _csr_key = make_csr([acme_name(106)])
         issue(c, [acme_name(106)], csr, responder.publish, cleanup=responder.cleanup)
         before = c.requests
-        csr, _ = make_csr([acme_name(107)])
+        csr, _csr_key = make_csr([acme_name(107)])
         issue(c, [acme_name(107)], csr, responder.publish, cleanup=responder.cleanup)
         print(f"{'1 dns name, http-01, warm client (2nd order)':46} {c.requests - before:3} requests")
 

@@ -39,7 +39,7 @@ def responder():
 
 
 def _issue(c, responder, n, **kw):
-    csr, _ = make_csr([acme_name(n)])
+    csr, _csr_key = make_csr([acme_name(n)])
     return issue(c, [acme_name(n)], csr, responder.publish, cleanup=responder.cleanup, deadline=120, **kw)
 
 

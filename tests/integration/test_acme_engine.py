@@ -55,7 +55,7 @@ def sans(chain):
 
 def test_http01_dns_order_costs_at_most_8_requests(rig, responder):
     c = known_account_client(rig, new_client(rig))
-    csr, _ = make_csr([acme_name(1)])
+    csr, _csr_key = make_csr([acme_name(1)])
     order, chain = issue(c, [acme_name(1)], csr, responder.publish, cleanup=responder.cleanup)
     assert order.status == "valid"
     assert sans(chain) == ([acme_name(1)], [])
@@ -70,7 +70,7 @@ def test_http01_dns_order_costs_at_most_8_requests(rig, responder):
 
 def test_ip_identifier_order(rig, responder):
     c = new_client(rig)
-    csr, _ = make_csr([acme_addr(2)])
+    csr, _csr_key = make_csr([acme_addr(2)])
     order, chain = issue(c, [acme_addr(2)], csr, responder.publish, cleanup=responder.cleanup)
     assert order.identifiers == [{"type": "ip", "value": "127.0.10.2"}]
     assert sans(chain) == ([], ["127.0.10.2"])
@@ -79,7 +79,7 @@ def test_ip_identifier_order(rig, responder):
 def test_multi_name_dns_and_ip_order(rig, responder):
     c = new_client(rig)
     names = [acme_name(3), acme_name(4), acme_addr(5)]
-    csr, _ = make_csr(names)
+    csr, _csr_key = make_csr(names)
     _order, chain = issue(c, names, csr, responder.publish, cleanup=responder.cleanup)
     assert sans(chain) == (sorted(names[:2]), ["127.0.10.5"])
 
@@ -95,7 +95,7 @@ def test_step_by_step_api_and_authz_reuse(rig, responder):
     c.answer(ch)
     order.wait_ready(30)
     assert order.status == "ready"
-    csr, _ = make_csr([acme_name(6)])
+    csr, _csr_key = make_csr([acme_name(6)])
     order.finalize(csr, 30)
     chain = order.download()
     assert sans(chain)[0] == [acme_name(6)]
@@ -108,7 +108,7 @@ def test_step_by_step_api_and_authz_reuse(rig, responder):
 
 def test_validation_failure_names_identifier_and_challenge(rig, responder):
     c = new_client(rig)
-    csr, _ = make_csr([acme_name(7)])
+    csr, _csr_key = make_csr([acme_name(7)])
     with pytest.raises(ValidationFailed) as info:
         issue(c, [acme_name(7)], csr, lambda ch: None, deadline=60)  # nothing published: the CA gets 404
     text = str(info.value)
@@ -119,7 +119,7 @@ def test_validation_failure_names_identifier_and_challenge(rig, responder):
 
 def test_preferred_chain_by_root_cn(rig, responder):
     c = new_client(rig)
-    csr, _ = make_csr([acme_name(8)])
+    csr, _csr_key = make_csr([acme_name(8)])
     order, default = issue(c, [acme_name(8)], csr, responder.publish, cleanup=responder.cleanup)
     order.download(all_chains=True)
     roots = [ch.root_name for ch in order.chains]
@@ -147,7 +147,7 @@ def _dns_publish(rig, name, value, delete=False):
 def test_wildcard_order_with_dns01(rig):
     c = new_client(rig)
     names = [f"*.{acme_name(9)}", acme_name(9)]
-    csr, _ = make_csr(names)
+    csr, _csr_key = make_csr(names)
     published = []
 
     def publish(ch):
@@ -192,7 +192,7 @@ def test_nonce_rejecting_pebble_all_orders_succeed(rig, responder):
     idx = list(range(20, 30))
 
     def one(n):
-        csr, _ = make_csr([acme_name(n)])
+        csr, _csr_key = make_csr([acme_name(n)])
         return issue(c, [acme_name(n)], csr, responder.publish, cleanup=responder.cleanup)[1]
 
     with concurrent.futures.ThreadPoolExecutor(5) as pool:
@@ -207,7 +207,7 @@ def test_concurrent_orders_one_client(rig, responder):
     idx = list(range(30, 40))
 
     def one(n):
-        csr, _ = make_csr([acme_name(n)])
+        csr, _csr_key = make_csr([acme_name(n)])
         return issue(c, [acme_name(n)], csr, responder.publish, cleanup=responder.cleanup)[1]
 
     with concurrent.futures.ThreadPoolExecutor(10) as pool:
@@ -219,7 +219,7 @@ def test_concurrent_orders_one_client(rig, responder):
 def test_ec384_and_rsa_account_keys(rig, responder):
     for n, kind in ((13, "ec384"), (14, "rsa2048")):
         c = new_client(rig, key=AccountKey.generate(kind))
-        csr, _ = make_csr([acme_name(n)])
+        csr, _csr_key = make_csr([acme_name(n)])
         order, _chain = issue(c, [acme_name(n)], csr, responder.publish, cleanup=responder.cleanup)
         assert order.status == "valid"
     assert ipaddress.ip_address(acme_addr(13))
@@ -248,7 +248,7 @@ def test_tls_alpn01_validation(rig, tmp_path):
     def serve():
         while not stop.is_set():
             try:
-                conn, _ = srv.accept()
+                conn, _peer = srv.accept()
             except OSError:
                 continue
             try:

@@ -87,7 +87,7 @@ def test_rate_limit_retry_after(client, monkeypatch):
     rl = {"type": "urn:ietf:params:acme:error:rateLimited", "detail": "slow down"}
     fake = FakeCA([_resp(429, rl, {"Retry-After": "2", "Replay-Nonce": "a"}), _resp(200, {}, {"Replay-Nonce": "b"})])
     monkeypatch.setattr(client, "http", fake)
-    monkeypatch.setattr("time.sleep", lambda s: slept.append(s))
+    monkeypatch.setattr("time.sleep", slept.append)
     client.post("https://ca/x", {})
     assert slept and abs(slept[0] - 2) < 0.01
 

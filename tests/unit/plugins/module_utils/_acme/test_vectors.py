@@ -48,7 +48,7 @@ def test_tls_alpn01_certificate():
     assert ext.value.value == b"\x04\x20" + hashlib.sha256(ka.encode()).digest()
     san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert san.get_values_for_type(x509.DNSName) == ["www.example.org"]
-    pem_ip, _ = challenges.tls_alpn01_certificate("192.0.2.1", ka)
+    pem_ip, _ip_key = challenges.tls_alpn01_certificate("192.0.2.1", ka)
     san = x509.load_pem_x509_certificate(pem_ip).extensions.get_extension_for_class(x509.SubjectAlternativeName)
     assert [str(a) for a in san.value.get_values_for_type(x509.IPAddress)] == ["192.0.2.1"]
     assert challenges.tls_alpn01_sni("192.0.2.1") == "1.2.0.192.in-addr.arpa"
@@ -166,7 +166,7 @@ def test_links():
 
 def test_backoff_and_deadline():
     b = utils.Backoff(first=0.05, factor=2, maximum=0.3)
-    assert [b.next_delay() for _ in range(4)] == [0.05, 0.1, 0.2, 0.3]
+    assert [b.next_delay() for _attempt in range(4)] == [0.05, 0.1, 0.2, 0.3]
     assert b.next_delay(retry_after=3) == 3
     d = utils.Deadline(0)
     with pytest.raises(errors.AcmeTimeout):
