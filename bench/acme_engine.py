@@ -1,7 +1,7 @@
 """ACME engine benchmark against the rig's Pebble: request counts per order type, 100 concurrent orders.
 
 Usage: .venv/bin/python bench/acme_engine.py [--orders 100] [--workers 25]
-Uses acme100-acme219.portail.test (127.0.10.100-219) for http-01.
+Uses acme100-acme219.portail.test (127.0.10.100-219) for http-01 and acme220.portail.test (TXT) for dns-01.
 """
 
 from __future__ import annotations
@@ -22,6 +22,42 @@ from ansible_collections.portail.https.plugins.module_utils._acme import Account
 
 from tests.integration.acme_support import Http01Responder, acme_addr, acme_name, make_csr  # noqa: E402
 from tests.integration.harness import rig_facts  # noqa: E402
+
+
+def dns_txt(rig, name, value, delete=False):
+    """RFC 2136 UPDATE of the dns-01 TXT record on the rig's primary (TSIG key restricted to TXT)."""
+    import dns.query
+    import dns.tsigkeyring
+    import dns.update
+
+    keyring = dns.tsigkeyring.from_text({rig["PORTAIL_TSIG_ACME_NAME"]: rig["PORTAIL_TSIG_ACME_SECRET"]})
+    upd = dns.update.UpdateMessage(rig["PORTAIL_DNS_ZONE"], keyring=keyring, keyalgorithm=rig["PORTAIL_TSIG_ALGORITHM"])
+    if delete:
+        upd.delete(name + ".", "TXT", f'"{value}"')
+    else:
+        upd.add(name + ".", 30, "TXT", f'"{value}"')
+    if dns.query.tcp(upd, rig["PORTAIL_DNS_PRIMARY"], timeout=5).rcode() != 0:
+        raise RuntimeError(f"DNS update of {name} refused")
+
+
+def count_dns01(rig, label, names):
+    c = fresh(rig, account(rig))
+    csr, _csr_key = make_csr(names)
+    published = []
+
+    def publish(ch):
+        dns_txt(rig, ch.dns_name, ch.dns_value)
+        published.append(ch)
+
+    t = time.monotonic()
+    try:
+        issue(c, names, csr, publish, challenge_type="dns-01", deadline=60)
+    finally:
+        for ch in published:
+            dns_txt(rig, ch.dns_name, ch.dns_value, delete=True)
+    dt = time.monotonic() - t
+    kinds = ", ".join(f"{k}={v}" for k, v in sorted(c.requests_by_kind.items()))
+    print(f"{label:46} {c.requests:3} requests  {dt * 1000:6.0f} ms  badNonce retries {c.bad_nonce_retried}  ({kinds})")
 
 
 def fresh(rig, c, directory=None):
@@ -59,6 +95,7 @@ def main() -> int:
         count(rig, responder, "1 dns name, http-01", [acme_name(100)])
         count(rig, responder, "1 ip address, http-01", [acme_addr(101)])
         count(rig, responder, "3 names (2 dns + 1 ip), http-01", [acme_name(102), acme_name(103), acme_addr(104)])
+        count_dns01(rig, "wildcard + apex, dns-01 (RFC 2136)", ["*.acme220.portail.test", "acme220.portail.test"])
         count(
             rig,
             responder,
