@@ -344,18 +344,9 @@ def ari_says_renew(info: t.Mapping[str, t.Any], now: datetime.datetime) -> tuple
 
 
 def ari_cert_id(aki_hex: t.Optional[str], serial_hex: str) -> t.Optional[str]:
-    """RFC 9773 section 4.1: base64url(AKI keyIdentifier) '.' base64url(DER serial bytes)."""
-    import base64
+    """RFC 9773 section 4.1 certID from the host's hex AKI and serial (the engine's encoding); None without AKI."""
+    from ansible_collections.portail.https.plugins.module_utils._acme.ari import cert_id_from
 
     if not aki_hex:
         return None
-    serial = int(serial_hex, 16)
-    length = serial.bit_length() // 8 + 1  # DER INTEGER: a leading zero byte when the top bit is set
-    serial_bytes = serial.to_bytes(length, "big")
-    if len(serial_bytes) > 1 and serial_bytes[0] == 0 and serial_bytes[1] < 0x80:
-        serial_bytes = serial_bytes[1:]
-
-    def b64(data: bytes) -> str:
-        return base64.urlsafe_b64encode(data).decode("ascii").rstrip("=")
-
-    return f"{b64(bytes.fromhex(aki_hex))}.{b64(serial_bytes)}"
+    return cert_id_from(bytes.fromhex(aki_hex.replace(":", "")), int(serial_hex.replace(":", ""), 16))
