@@ -189,7 +189,7 @@ def test_replaces_dropped_when_ca_has_no_ari(rig, responder):
 
 def test_nonce_rejecting_pebble_all_orders_succeed(rig, responder):
     c = new_client(rig, "PORTAIL_ACME_NONCE_DIRECTORY")
-    idx = list(range(20, 30))
+    idx = list(range(20, 40))  # 20 orders (names 30-39 are reused by the next test: the responder keys by token)
 
     def one(n):
         csr, _csr_key = make_csr([acme_name(n)])
@@ -200,6 +200,7 @@ def test_nonce_rejecting_pebble_all_orders_succeed(rig, responder):
     assert [sans(ch)[0] for ch in chains] == [[acme_name(n)] for n in idx]
     # the CA rejected about half of the nonces: the retries happened and stayed invisible
     assert c.requests > 8 * len(idx)
+    assert c.bad_nonce_retried > 0
 
 
 def test_concurrent_orders_one_client(rig, responder):
