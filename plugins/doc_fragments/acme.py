@@ -36,11 +36,13 @@ options:
       - Verify the CA's TLS certificate. Only switch this off for test CAs.
     type: bool
     default: true
-  ca_bundle:
+  acme_ca_bundle:
     description:
       - PEM file of CA certificates to verify the ACME server's TLS certificate against, instead of the
         system trust store.
+      - The same option name as in P(portail.https.acme_certificate#module).
     type: path
+    aliases: [ca_bundle]
   request_timeout:
     description: Seconds to wait for each HTTP answer of the CA.
     type: float

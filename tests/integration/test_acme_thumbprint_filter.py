@@ -120,7 +120,7 @@ ACCOUNT = """
     - name: account
       portail.https.acme_account:
         acme_directory: "{{ directory }}"
-        ca_bundle: "{{ ca_bundle }}"
+        acme_ca_bundle: "{{ ca_bundle }}"
         account_key_src: "{{ key_path }}"
         state: "{{ state | default('present') }}"
         new_account_key_src: "{{ new_key_path | default(omit) }}"

@@ -19,7 +19,7 @@ def acme_argument_spec() -> dict[str, Any]:
         "account_key_passphrase": {"type": "str", "no_log": True},
         "account_uri": {"type": "str"},
         "validate_certs": {"type": "bool", "default": True},
-        "ca_bundle": {"type": "path"},
+        "acme_ca_bundle": {"type": "path", "aliases": ["ca_bundle"]},
         "request_timeout": {"type": "float", "default": 30},
     }
 
@@ -53,7 +53,7 @@ def client_from_params(params: dict[str, Any], key: Optional[AccountKey] = None)
         params["acme_directory"],
         key,
         account_url=params.get("account_uri") or None,
-        ca_bundle=params.get("ca_bundle"),
+        ca_bundle=params.get("acme_ca_bundle") or params.get("ca_bundle"),
         validate_certs=params.get("validate_certs", True),
         timeout=float(params.get("request_timeout") or 30),
     )
