@@ -48,8 +48,8 @@ def _served_serial(address: str, name: str) -> str:
 def _thumbprint(key: ec.EllipticCurvePrivateKey) -> str:
     """RFC 7638 thumbprint of a P-256 key, computed independently of the collection's code."""
     nums = key.public_key().public_numbers()
-    b64 = lambda n: base64.urlsafe_b64encode(n.to_bytes(32, "big")).decode().rstrip("=")  # noqa: E731
-    jwk = json.dumps({"crv": "P-256", "kty": "EC", "x": b64(nums.x), "y": b64(nums.y)}, separators=(",", ":"))
+    x, y = (base64.urlsafe_b64encode(n.to_bytes(32, "big")).decode().rstrip("=") for n in (nums.x, nums.y))
+    jwk = json.dumps({"crv": "P-256", "kty": "EC", "x": x, "y": y}, separators=(",", ":"))
     return base64.urlsafe_b64encode(hashlib.sha256(jwk.encode()).digest()).decode().rstrip("=")
 
 
@@ -88,6 +88,9 @@ def site_fleet(fleet_factory, rig, tmp_path_factory):
             {"name": "main", "server_names": [hosts[i].fqdn], "root": "/var/www/main"},
         ]
     hv[f"fleet{DNS01}"]["portail_sites"][0]["challenge"] = "dns-01"
+    # Firewalls: nftables (detected) everywhere, iptables on the Apache host, default deny on one host.
+    hv[f"fleet{APACHE[0]}"]["firewall_backend"] = "iptables"
+    hv[f"fleet{NGINX[0]}"]["firewall_default_deny"] = True
     for i in POOL:
         hv[f"fleet{i}"]["portail_sites"] = [
             {"name": "pool", "server_names": [POOL_NAME], "root": "/var/www/pool", "pool": "pool"},
@@ -97,7 +100,7 @@ def site_fleet(fleet_factory, rig, tmp_path_factory):
     children["apache_hosts"]["vars"] = {"portail_webserver": "apache"}
     children["pool"]["vars"] = {"nginx_acme_thumbprint": _thumbprint(key)}
     inv["all"]["vars"] = {
-        "portail_manage_firewall": False,
+        "portail_manage_firewall": True,
         "certificate_acme_directory": rig["PORTAIL_ACME_DIRECTORY"],
         "certificate_acme_ca_bundle": rig["PORTAIL_ACME_CA_BUNDLE"],
         "certificate_account_key_src": str(account),
@@ -196,6 +199,23 @@ def test_report_lists_every_certificate(site_fleet):
     html = (out / "report.html").read_text()
     assert POOL_NAME in html
     assert "fleet12" in html
+
+
+def test_firewalls_kept_ssh_and_opened_web_ports(site_fleet):
+    hosts = site_fleet["hosts"]
+    deny = hosts[NGINX[0]]
+    ruleset = fleet.exec_in(deny, ["nft", "list", "ruleset"]).stdout
+    assert "portail_https" in ruleset
+    ipt = fleet.exec_in(hosts[APACHE[0]], ["iptables", "-S"]).stdout
+    assert "PORTAIL-HTTPS" in ipt
+    for h in hosts.values():
+        for port in (22, 80, 443):
+            with socket.create_connection((h.ipv4, port), timeout=3):
+                pass
+    # default deny on that host: a port nobody opened does not answer (filtered, not refused)
+    fleet.exec_in(deny, ["sh", "-c", "nohup python3 -m http.server 8081 >/dev/null 2>&1 & sleep 0.5"])
+    with pytest.raises(TimeoutError):
+        socket.create_connection((deny.ipv4, 8081), timeout=2)
 
 
 def test_fleet_hosts_have_their_own_config(site_fleet):
