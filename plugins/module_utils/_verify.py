@@ -12,6 +12,8 @@ import socket
 import ssl
 from typing import Any, Optional
 
+from ansible_collections.portail.https.plugins.module_utils._probe import probe
+
 PROTOCOLS = {
     "TLSv1": ssl.TLSVersion.TLSv1,
     "TLSv1.1": ssl.TLSVersion.TLSv1_1,
@@ -21,16 +23,8 @@ PROTOCOLS = {
 
 
 def probe_port(address: str, port: int, timeout: float) -> str:
-    """open / refused / filtered (no answer before the timeout), as nc -z or telnet would tell."""
-    try:
-        with socket.create_connection((address, port), timeout=timeout):
-            return "open"
-    except ConnectionRefusedError:
-        return "refused"
-    except socket.timeout:
-        return "filtered"
-    except OSError as exc:
-        return f"error: {exc}"
+    """open / refused / filtered / unreachable, as nc -z or telnet would tell (see _probe)."""
+    return str(probe(address, port, timeout)["state"])
 
 
 class _PinnedHTTPConnection(http.client.HTTPConnection):

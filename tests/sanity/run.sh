@@ -5,8 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 REPO=$PWD
-DEST=build/sanity/ansible_collections/portail/https
-rm -rf build/sanity
+SANITY_ROOT=${PORTAIL_SANITY_DIR:-build/sanity}
+DEST=$SANITY_ROOT/ansible_collections/portail/https
+rm -rf "$SANITY_ROOT"
 mkdir -p "$DEST"
 git ls-files -co --exclude-standard -z | rsync -a --from0 --files-from=- ./ "$DEST/"
 (cd "$DEST" && git init -q && git add -A)
