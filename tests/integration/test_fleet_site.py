@@ -13,6 +13,7 @@ import json
 import socket
 import ssl
 import subprocess
+import urllib.request
 from pathlib import Path
 
 import dns.query
@@ -227,3 +228,23 @@ def test_fleet_hosts_have_their_own_config(site_fleet):
     assert "portail-main" not in apache_nginx
     assert Path("/etc/nginx/sites-enabled/portail-main.conf").exists() is False
     assert subprocess.run(["true"], check=False).returncode == 0
+
+
+def test_revoke_playbook_revokes_and_reissues(site_fleet, rig):
+    ctx = site_fleet
+    host = ctx["hosts"][APACHE[0]]
+    before = _served_serial(host.ipv4, host.fqdn)
+    res = run_playbook(
+        REPO / "playbooks" / "revoke.yml",
+        ctx["work"],
+        inventory=ctx["inventory"],
+        extra_vars={"revoke_site": "main", "revoke_reason": 4, "portail_target": host.name},
+    )
+    assert res.rc == 0, res.failures()
+    ctx_ssl = ssl.create_default_context(cafile=rig["PORTAIL_ACME_CA_BUNDLE"])
+    url = f"{rig['PORTAIL_PEBBLE_MGMT']}/cert-status-by-serial/{before}"
+    with urllib.request.urlopen(url, context=ctx_ssl, timeout=10) as resp:
+        status = json.loads(resp.read())
+    assert status["Status"] == "Revoked"
+    # the replacement is served after the reload
+    assert _served_serial(host.ipv4, host.fqdn) != before
