@@ -151,6 +151,15 @@ mount --make-rprivate /
 mount -t overlay overlay -o lowerdir=/etc,upperdir={d}/etc-upper,workdir={d}/etc-work /etc
 mount -t overlay overlay -o lowerdir=/var,upperdir={d}/var-upper,workdir={d}/var-work /var
 mount -t tmpfs -o mode=755 tmpfs /run
+# A new host has none of this collection's state, whatever the machine under the overlay has
+# (a `make demo` run, say): hide it in this host's upper layer only.
+rm -rf /etc/ssl/portail /etc/ansible/facts.d/portail_https.fact /etc/nftables.d/portail_https.nft \
+  /etc/nginx/sites-enabled/portail-* /etc/nginx/sites-available/portail-* \
+  /etc/apache2/sites-enabled/portail-* /etc/apache2/sites-available/portail-* /var/www/portail
+sed -i '/portail_https/d' /etc/nftables.conf 2>/dev/null || true
+if [ -e /etc/nginx/sites-available/default ] && [ ! -e /etc/nginx/sites-enabled/default ]; then
+  ln -s /etc/nginx/sites-available/default /etc/nginx/sites-enabled/default
+fi
 mkdir -p /run/sshd /run/lock /run/nginx /run/apache2
 hostname {host.name}
 echo {host.name} > /etc/hostname

@@ -73,7 +73,11 @@ class PlaybookResult:
             for task in play.get("tasks", []):
                 for host, res in task.get("hosts", {}).items():
                     if res.get("failed") or res.get("unreachable"):
-                        out.append(f"{host}: {task['task']['name']}: {res.get('msg', '')}"[:1500])
+                        msg = res.get("msg", "")
+                        items = [r.get("msg", "") for r in res.get("results", []) if r.get("failed")]
+                        if items:
+                            msg = f"{msg}: {'; '.join(items)}"
+                        out.append(f"{host}: {task['task']['name']}: {msg}"[:1500])
         return out or [self.stderr[-3000:]]
 
     def results(self, task_name: str) -> dict[str, dict[str, Any]]:
