@@ -165,6 +165,7 @@ class AcmeClient:
         self._directory: Optional[Directory] = None
         self.requests = 0
         self.bad_nonce_retried = 0
+        self.bad_nonce_by_kind: collections.Counter[str] = collections.Counter()
         self.requests_by_kind: collections.Counter[str] = collections.Counter()
 
     # --- transport ------------------------------------------------------------------------------
@@ -327,6 +328,7 @@ class AcmeClient:
                 bad_nonces += 1
                 with self._lock:
                     self.bad_nonce_retried += 1
+                    self.bad_nonce_by_kind[kind or "post"] += 1
                 continue
             if resp.status in (429, 503) or isinstance(err, RateLimited):
                 wait = resp.retry_after
