@@ -38,6 +38,24 @@ def dns_txt(rig, name, value, delete=False):
         upd.add(name + ".", 30, "TXT", f'"{value}"')
     if dns.query.tcp(upd, rig["PORTAIL_DNS_PRIMARY"], timeout=5).rcode() != 0:
         raise RuntimeError(f"DNS update of {name} refused")
+    if not delete:
+        wait_served(rig, name, value)
+
+
+def wait_served(rig, name, value, timeout=20.0):
+    """Wait until both authoritative servers serve the value (the CA's resolver may ask either)."""
+    import dns.message
+    import dns.query
+
+    deadline = time.monotonic() + timeout
+    for server in (rig["PORTAIL_DNS_PRIMARY"], rig["PORTAIL_DNS_SECONDARY"]):
+        while True:
+            answer = dns.query.udp(dns.message.make_query(name + ".", "TXT"), server, timeout=2)
+            if value in {b"".join(rd.strings).decode() for rrset in answer.answer for rd in rrset}:
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{name} TXT not served by {server}")
+            time.sleep(0.05)
 
 
 def count_dns01(rig, label, names):
