@@ -200,6 +200,76 @@ def read_pem_certs(path: str) -> list[t.Any]:
 
 
 # ---------------------------------------------------------------------------------------------------------
+# local renewal rules (shared with the controller, which adds the CA's ARI opinion)
+
+MISSING = "missing"
+NAMES_CHANGED = "names_changed"
+KEY_TYPE_CHANGED = "key_type_changed"
+KEY_MISMATCH = "key_mismatch"
+EXPIRING = "expiring"
+FORCED = "forced"
+VALID = "valid"
+
+
+def parse_time(value: str) -> datetime.datetime:
+    text = value.strip()
+    if text.endswith("Z"):
+        text = text[:-1] + "+00:00"
+    # RFC 3339 with more than 6 fractional digits (Go servers) -> cut to microseconds
+    text = re.sub(r"(\.\d{6})\d+", r"\1", text)
+    parsed = datetime.datetime.fromisoformat(text)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=datetime.timezone.utc)
+    return parsed
+
+
+def local_decision(
+    state: t.Mapping[str, t.Any],
+    *,
+    names: list[str],
+    key_type: str,
+    fraction: float,
+    force: bool,
+    cert_path: str,
+    key_path: str,
+    now: datetime.datetime,
+) -> tuple[str, str]:
+    """(reason, message) from an inspect result; VALID means only the CA's ARI could still say renew."""
+    if force:
+        return FORCED, "force is set"
+    cert = state.get("cert")
+    if state.get("missing_files") or not cert:
+        missing = ", ".join(state.get("missing_files") or [cert_path])
+        return MISSING, f"no certificate yet (missing: {missing})"
+    if state.get("problems"):
+        return MISSING, "; ".join(state["problems"])
+    have, want = set(cert.get("names") or []), set(names)
+    if have != want:
+        added, removed = sorted(want - have), sorted(have - want)
+        parts = []
+        if added:
+            parts.append("adds " + ", ".join(added))
+        if removed:
+            parts.append("drops " + ", ".join(removed))
+        return NAMES_CHANGED, "names changed: " + "; ".join(parts)
+    key = state.get("key") or {}
+    if key.get("key_type") != key_type:
+        return KEY_TYPE_CHANGED, f"key type changed from {key.get('key_type')} to {key_type}"
+    if not cert.get("matches_key"):
+        return KEY_MISMATCH, f"{cert_path} does not match {key_path}"
+    not_before, not_after = parse_time(cert["not_before"]), parse_time(cert["not_after"])
+    lifetime = (not_after - not_before).total_seconds()
+    remaining = (not_after - now).total_seconds()
+    if lifetime <= 0 or remaining < fraction * lifetime:
+        days = remaining / 86400
+        return EXPIRING, (
+            f"{days:.1f} days left of {lifetime / 86400:.0f}, less than "
+            f"{fraction:.0%} of the lifetime (renew_remaining_fraction)"
+        )
+    return VALID, f"valid until {cert['not_after']}"
+
+
+# ---------------------------------------------------------------------------------------------------------
 # inspect / prepare
 
 

@@ -83,6 +83,22 @@ options:
     description: With V(inspect), apply O(owner), O(group), O(mode) and O(key_mode) to existing files.
     type: bool
     default: false
+  prepare_if_due:
+    description:
+      - With V(inspect), also do what V(prepare) does when the local renewal rules (missing files, names or
+        key type changed, key mismatch, less than O(renew_remaining_fraction) of the lifetime left, O(force))
+        say the certificate is due, and return the CSR as RV(prepared). Saves one round trip per issuance.
+      - Ignored in check mode and when a webroot is missing.
+    type: bool
+    default: false
+  renew_remaining_fraction:
+    description: With O(prepare_if_due), the fraction of the lifetime below which the certificate is due.
+    type: float
+    default: 0.3333333333333333
+  force:
+    description: With O(prepare_if_due), treat the certificate as due.
+    type: bool
+    default: false
   cert_pem:
     description: Issued certificate (PEM; the first certificate is the leaf) for V(deploy).
     type: str
@@ -98,7 +114,9 @@ options:
     type: bool
     default: false
   created_dirs:
-    description: For V(discard) and V(http01_cleanup), directories created by this run (removed when empty).
+    description:
+      - For V(discard) and V(http01_cleanup), directories created by this run (removed when empty).
+      - For V(deploy), directories V(http01_place) created, removed with O(files) once the certificate is in place.
     type: list
     elements: path
     default: []
@@ -118,7 +136,7 @@ options:
     elements: dict
     default: []
   files:
-    description: For V(http01_cleanup), the token files to remove.
+    description: For V(http01_cleanup) and V(deploy), the http-01 token files to remove.
     type: list
     elements: path
     default: []
@@ -162,12 +180,23 @@ csr:
   description: CSR built from the pending key.
   returned: prepare
   type: str
+prepared:
+  description: What V(prepare) returns (C(csr), C(pending_created), C(created_dirs)), when O(prepare_if_due) found the
+    certificate due.
+  returned: inspect with O(prepare_if_due), when due
+  type: dict
+http01_removed:
+  description: Token files and directories V(deploy) removed (O(files), O(created_dirs)).
+  returned: deploy with O(files)
+  type: list
+  elements: str
 responder:
   description: Handle of the started TLS-ALPN-01 responder.
   returned: alpn_start
   type: str
 """
 
+import datetime
 import os
 import typing as t
 
@@ -202,6 +231,10 @@ def _fix_attributes(module: AnsibleModule, p: dict[str, t.Any], changed: bool) -
     return changed
 
 
+def _cert_paths(p: dict[str, t.Any]) -> list[str]:
+    return [p[k] for k in ("cert_path", "chain_path", "fullchain_path") if p[k]]
+
+
 def main() -> None:
     module = AnsibleModule(
         argument_spec={
@@ -218,6 +251,9 @@ def main() -> None:
             "key_mode": {"type": "raw", "default": "0600", "no_log": False},
             "backup": {"type": "bool", "default": True},
             "fix_attributes": {"type": "bool", "default": False},
+            "prepare_if_due": {"type": "bool", "default": False},
+            "renew_remaining_fraction": {"type": "float", "default": 1.0 / 3.0},
+            "force": {"type": "bool", "default": False},
             "cert_pem": {"type": "str"},
             "chain_pem": {"type": "str", "default": ""},
             "meta": {"type": "dict"},
@@ -252,12 +288,28 @@ def main() -> None:
             changed = False
             if p["fix_attributes"] and not result["missing_files"]:
                 changed = _fix_attributes(module, p, False)
+            if p["prepare_if_due"] and p["names"] and not module.check_mode and not result["missing_webroots"]:
+                reason, _msg = ch.local_decision(
+                    result,
+                    names=p["names"],
+                    key_type=p["key_type"],
+                    fraction=p["renew_remaining_fraction"],
+                    force=p["force"],
+                    cert_path=p["cert_path"],
+                    key_path=p["key_path"],
+                    now=datetime.datetime.now(datetime.timezone.utc),
+                )
+                if reason != ch.VALID:
+                    prepared = ch.prepare(
+                        key_path=p["key_path"], key_type=p["key_type"], names=p["names"], paths=_cert_paths(p)
+                    )
+                    result["prepared"] = prepared
+                    changed = changed or prepared["pending_created"] or bool(prepared["created_dirs"])
             module.exit_json(changed=changed, **result)
         if module.check_mode:
             module.exit_json(changed=step not in ("discard", "http01_cleanup", "alpn_stop"), skipped_in_check=True)
         if step == "prepare":
-            paths = [p[k] for k in ("cert_path", "chain_path", "fullchain_path") if p[k]]
-            result = ch.prepare(key_path=p["key_path"], key_type=p["key_type"], names=p["names"], paths=paths)
+            result = ch.prepare(key_path=p["key_path"], key_type=p["key_type"], names=p["names"], paths=_cert_paths(p))
             module.exit_json(changed=result["pending_created"] or bool(result["created_dirs"]), **result)
         elif step == "deploy":
             result = ch.deploy(
@@ -273,6 +325,14 @@ def main() -> None:
                 meta=p["meta"],
             )
             _fix_attributes(module, p, True)
+            if p["files"] or p["created_dirs"]:
+                # the http-01 token files go in the same round trip; a leftover is only worth a warning
+                try:
+                    result["http01_removed"] = ch.http01_cleanup(files=p["files"], created_dirs=p["created_dirs"])[
+                        "removed"
+                    ]
+                except OSError as exc:
+                    result["http01_problem"] = f"removing http-01 token files: {exc}"
         elif step == "discard":
             result = ch.discard(
                 key_path=p["key_path"], pending_created=p["pending_created"], created_dirs=p["created_dirs"]

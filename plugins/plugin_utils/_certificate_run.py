@@ -242,6 +242,12 @@ class CertificateRun:
                 mode=spec.mode,
                 key_mode=spec.key_mode,
                 fix_attributes=True,
+                # one round trip less per issuance: the host makes the key and CSR when its rules say due
+                prepare_if_due=not self.options.check_mode,
+                names=spec.names,
+                key_type=spec.key_type,
+                renew_remaining_fraction=spec.renew_remaining_fraction,
+                force=spec.force,
             ),
         )
         if state.get("missing_webroots"):
@@ -270,35 +276,68 @@ class CertificateRun:
                     else:
                         msg = f"{msg}; {ari_msg}"
         out.reason, out.msg = reason, msg
+        prepared = state.get("prepared")
         if reason == VALID:
+            if prepared:
+                # the host's clock put it on the other side of the renewal threshold: undo its preparation
+                self._discard(spec, prepared, out)
             return
         out.changed = True
         if self.options.check_mode:
             out.msg = f"would issue: {msg}"
             return
-        self._issue(spec, out, reason, cert_id)
+        self._issue(spec, out, reason, cert_id, prepared)
 
-    def _issue(self, spec: CertSpec, out: Outcome, reason: str, cert_id: t.Optional[str]) -> None:
-        deadline = time.monotonic() + self.options.timeout
-        session = self.session
+    def _discard(self, spec: CertSpec, prep: t.Mapping[str, t.Any], out: Outcome) -> None:
         try:
-            session.ensure_account()
-        except Exception as exc:
-            raise CertificateError(f"ACME account at {session.directory_url}: {exc}") from None
-        replaces = None
-        if cert_id and reason != MISSING and session.has_ari():
-            old = set((out.before or {}).get("names") or [])
-            if reason != NAMES_CHANGED or old & set(spec.names):
-                replaces = cert_id
-        prep = self.host("prepare", dict(self._paths(spec), key_type=spec.key_type, names=spec.names, owner=spec.owner))
+            self.host(
+                "discard",
+                {
+                    "key_path": spec.key_path,
+                    "pending_created": prep.get("pending_created", False),
+                    "created_dirs": prep.get("created_dirs", []),
+                },
+            )
+        except HostError as exc:
+            out.warnings.append(f"certificate {spec.label}: removing the pending key: {exc}")
+
+    def _issue(
+        self,
+        spec: CertSpec,
+        out: Outcome,
+        reason: str,
+        cert_id: t.Optional[str],
+        prepared: t.Optional[t.Mapping[str, t.Any]] = None,
+    ) -> None:
+        deadline = time.monotonic() + self.options.timeout
+        try:
+            session = self.session
+            try:
+                session.ensure_account()
+            except Exception as exc:
+                raise CertificateError(f"ACME account at {session.directory_url}: {exc}") from None
+            replaces = None
+            if cert_id and reason != MISSING and session.has_ari():
+                old = set((out.before or {}).get("names") or [])
+                if reason != NAMES_CHANGED or old & set(spec.names):
+                    replaces = cert_id
+        except BaseException:
+            if prepared:
+                # the host made the key and CSR in the inspect round trip: take them back
+                self._discard(spec, prepared, out)
+            raise
+        prep = prepared or self.host(
+            "prepare", dict(self._paths(spec), key_type=spec.key_type, names=spec.names, owner=spec.owner)
+        )
         cleanups: list[t.Callable[[], t.Optional[str]]] = []
+        http01: dict[str, t.Any] = {}
         ok = False
         try:
             order = self._new_order(session, spec, replaces)
             out.replaces = replaces
             challenges = session.challenges(order, spec.challenge)
             if challenges:
-                self._place_and_validate(session, spec, challenges, cleanups, deadline, out)
+                self._place_and_validate(session, spec, challenges, cleanups, deadline, out, http01)
             try:
                 order = session.finalize(order, prep["csr"], deadline)
                 cert_pem, chain_pem = session.download(order, spec.preferred_chain)
@@ -317,8 +356,15 @@ class CertificateRun:
                     key_mode=spec.key_mode,
                     backup=spec.backup,
                     meta=meta,
+                    # the http-01 token files are removed in the same round trip
+                    files=http01.get("files", []),
+                    created_dirs=http01.get("created_dirs", []),
                 ),
             )
+            if http01:
+                http01["removed_by_deploy"] = True
+            if deployed.get("http01_problem"):
+                out.warnings.append(f"certificate {spec.label}: cleanup: {deployed['http01_problem']}")
             out.cert = deployed.get("cert")
             ok = True
         finally:
@@ -327,17 +373,7 @@ class CertificateRun:
                 if problem:
                     out.warnings.append(f"certificate {spec.label}: cleanup: {problem}")
             if not ok:
-                try:
-                    self.host(
-                        "discard",
-                        {
-                            "key_path": spec.key_path,
-                            "pending_created": prep.get("pending_created", False),
-                            "created_dirs": prep.get("created_dirs", []),
-                        },
-                    )
-                except HostError as exc:
-                    out.warnings.append(f"certificate {spec.label}: removing the pending key: {exc}")
+                self._discard(spec, prep, out)
 
     def _new_order(self, session: AcmeSession, spec: CertSpec, replaces: t.Optional[str]) -> t.Any:
         try:
@@ -361,13 +397,14 @@ class CertificateRun:
         cleanups: list[t.Callable[[], t.Optional[str]]],
         deadline: float,
         out: Outcome,
+        http01: dict[str, t.Any],
     ) -> None:
         lock = self._alpn_lock(spec) if spec.challenge == "tls-alpn-01" else None
         if lock is not None:
             lock.acquire()
             cleanups.append(lock.release)  # type: ignore[arg-type]
         if spec.challenge == "http-01":
-            self._place_http01(spec, challenges, cleanups)
+            self._place_http01(spec, challenges, cleanups, http01)
         elif spec.challenge == "dns-01":
             self._place_dns01(spec, challenges, cleanups, deadline, out)
         else:
@@ -384,7 +421,11 @@ class CertificateRun:
                 raise CertificateError(f"{ch.type} validation of {ch.identifier} failed: {exc}") from None
 
     def _place_http01(
-        self, spec: CertSpec, challenges: list[Challenge], cleanups: list[t.Callable[[], t.Optional[str]]]
+        self,
+        spec: CertSpec,
+        challenges: list[Challenge],
+        cleanups: list[t.Callable[[], t.Optional[str]]],
+        http01: dict[str, t.Any],
     ) -> None:
         tokens = [{"token": c.token, "content": c.key_authorization} for c in challenges]
         try:
@@ -399,7 +440,11 @@ class CertificateRun:
         except HostError as exc:
             raise CertificateError(f"http-01 for {', '.join(c.identifier for c in challenges)}: {exc}") from None
 
+        http01.update(files=placed["files"], created_dirs=placed["created_dirs"])
+
         def undo() -> t.Optional[str]:
+            if http01.get("removed_by_deploy"):
+                return None
             try:
                 self.host("http01_cleanup", {"files": placed["files"], "created_dirs": placed["created_dirs"]})
             except HostError as exc:
