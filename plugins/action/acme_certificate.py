@@ -11,6 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 from ansible.errors import AnsibleActionFail
 from ansible.module_utils.common.text.converters import to_text
 from ansible.plugins.action import ActionBase
+from ansible.utils.display import Display
+from ansible_collections.portail.https.plugins.plugin_utils import _http01_shell
 from ansible_collections.portail.https.plugins.plugin_utils._certificate_request import (
     RequestError,
     build_specs,
@@ -22,6 +24,7 @@ from ansible_collections.portail.https.plugins.plugin_utils._certificate_run imp
 )
 
 HOST_MODULE = "portail.https.acme_certificate_host"
+display = Display()
 
 _DNS_SPEC: dict[str, t.Any] = {
     "provider": {"type": "str", "default": "rfc2136", "choices": ["rfc2136"]},
@@ -134,6 +137,8 @@ class ActionModule(ActionBase):
 
     def _host_call(self, task_vars: dict[str, t.Any]) -> t.Callable[[str, dict[str, t.Any]], dict[str, t.Any]]:
         def call(step: str, args: dict[str, t.Any]) -> dict[str, t.Any]:
+            if step == "http01_place":
+                return self._http01_place(args, call)
             module_args = {k: v for k, v in args.items() if v is not None}
             module_args["step"] = step
             res = self._execute_module(module_name=HOST_MODULE, module_args=module_args, task_vars=task_vars)
@@ -148,6 +153,29 @@ class ActionModule(ActionBase):
             return t.cast(dict[str, t.Any], res)
 
         return call
+
+    def _http01_place(
+        self, args: dict[str, t.Any], call: t.Callable[[str, dict[str, t.Any]], dict[str, t.Any]]
+    ) -> dict[str, t.Any]:
+        """Token files by one shell command (no module run); on failure, removes what it had written."""
+        try:
+            script = _http01_shell.build_script(
+                args.get("webroot") or [], args.get("challenge_dir") or [], args["tokens"]
+            )
+        except _http01_shell.PlacementError as exc:
+            raise HostError(str(exc)) from None
+        res = self._low_level_execute_command(script, sudoable=True)
+        out = _http01_shell.parse_output(to_text(res.get("stdout", ""), errors="surrogate_or_strict"))
+        if res.get("rc") != 0 or out["error"]:
+            if out["files"] or out["created_dirs"]:
+                try:
+                    call("http01_cleanup", {"files": out["files"], "created_dirs": out["created_dirs"]})
+                except HostError as exc:
+                    display.warning(f"removing partly placed http-01 token files: {exc}")
+            stderr = to_text(res.get("stderr", ""), errors="surrogate_or_strict").strip()
+            detail = out["error"] or (stderr.splitlines()[-1] if stderr else f"exit code {res.get('rc')}")
+            raise HostError(f"placing http-01 token files: {detail}")
+        return {"changed": True, "files": out["files"], "created_dirs": out["created_dirs"]}
 
     def _run(self, args: dict[str, t.Any], task_vars: dict[str, t.Any], secrets: list[str]) -> dict[str, t.Any]:
         specs = build_specs(args)
