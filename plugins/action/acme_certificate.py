@@ -12,7 +12,7 @@ from ansible.errors import AnsibleActionFail
 from ansible.module_utils.common.text.converters import to_text
 from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
-from ansible_collections.portail.https.plugins.plugin_utils import _http01_shell
+from ansible_collections.portail.https.plugins.plugin_utils import _deploy_shell, _http01_shell
 from ansible_collections.portail.https.plugins.plugin_utils._certificate_request import (
     RequestError,
     build_specs,
@@ -139,6 +139,8 @@ class ActionModule(ActionBase):
         def call(step: str, args: dict[str, t.Any]) -> dict[str, t.Any]:
             if step == "http01_place":
                 return self._http01_place(args, call)
+            if step == "deploy" and _deploy_shell.eligible(args):
+                return self._deploy(args)
             module_args = {k: v for k, v in args.items() if v is not None}
             module_args["step"] = step
             res = self._execute_module(module_name=HOST_MODULE, module_args=module_args, task_vars=task_vars)
@@ -176,6 +178,32 @@ class ActionModule(ActionBase):
             detail = out["error"] or (stderr.splitlines()[-1] if stderr else f"exit code {res.get('rc')}")
             raise HostError(f"placing http-01 token files: {detail}")
         return {"changed": True, "files": out["files"], "created_dirs": out["created_dirs"]}
+
+    def _deploy(self, args: dict[str, t.Any]) -> dict[str, t.Any]:
+        """Certificate files written and the pending key switched in by one shell command (no module run)."""
+        from ansible_collections.portail.https.plugins.module_utils._certhost import describe_cert
+        from cryptography import x509
+
+        try:
+            script = _deploy_shell.build_script(args)
+            leaf = x509.load_pem_x509_certificate(_deploy_shell.contents(args["cert_pem"], "")[0].encode("ascii"))
+        except ValueError as exc:
+            raise HostError(f"deploy: {exc}") from None
+        res = self._low_level_execute_command(script, sudoable=True)
+        out = _deploy_shell.parse_output(to_text(res.get("stdout", ""), errors="surrogate_or_strict"))
+        if res.get("rc") != 0 or out["error"]:
+            stderr = to_text(res.get("stderr", ""), errors="surrogate_or_strict").strip()
+            detail = out["error"] or (stderr.splitlines()[-1] if stderr else f"exit code {res.get('rc')}")
+            raise HostError(f"deploy: {detail}")
+        result: dict[str, t.Any] = {
+            "changed": True,
+            "written": out["written"],
+            "backups": out["backups"],
+            "cert": describe_cert(leaf),
+        }
+        if out["problem"]:
+            result["http01_problem"] = out["problem"]
+        return result
 
     def _run(self, args: dict[str, t.Any], task_vars: dict[str, t.Any], secrets: list[str]) -> dict[str, t.Any]:
         specs = build_specs(args)

@@ -13,9 +13,12 @@ description:
   - Issues, renews and deploys certificates from an ACME CA (RFC 8555) in a single task. It is an action
     plugin. The ACME protocol and the DNS updates run on the controller, where the account key and the DNS
     credentials stay; the managed host only runs M(portail.https.acme_certificate_host).
-  - An HTTP-01 issuance costs the host three round trips - one module run that reads the current
-    certificate and, when it is due, makes the key and CSR; one shell command that writes the token files;
-    one module run that deploys and removes the token files. A certificate that is still good costs one.
+  - An HTTP-01 issuance costs the host three round trips and one Python start - one module run that reads
+    the current certificate and, when it is due, makes the key and CSR; one POSIX shell command that writes
+    the token files; one shell command that writes the certificate files (temporary file, flush, backup,
+    rename, key last, rollback from the backups on failure) and removes the token files. The controller
+    checks that the certificate carries the CSR's key before deploying. With a symbolic O(mode) or
+    O(key_mode) the deploy step is a module run instead. A certificate that is still good costs one module run.
   - The certificate's private key is generated on the managed host (mode 0600) and never leaves it; only
     the CSR travels. A new key is written next to O(key_path) as C(<key_path>.pending) and moved into place
     in the same step as the new certificate, so a failed order never leaves a key that does not match the

@@ -87,6 +87,21 @@ class AcmeSession(t.Protocol):
     def download(self, order: t.Any, preferred_chain: t.Optional[str]) -> tuple[str, str]: ...
 
 
+def same_public_key(cert_pem: str, csr_pem: str) -> bool:
+    """Whether the leaf certificate certifies the key the host's CSR was made from."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    der = serialization.Encoding.DER
+    spki = serialization.PublicFormat.SubjectPublicKeyInfo
+    try:
+        leaf = x509.load_pem_x509_certificate(cert_pem.encode("ascii"))
+        csr = x509.load_pem_x509_csr(csr_pem.encode("ascii"))
+    except ValueError:
+        return False
+    return leaf.public_key().public_bytes(der, spki) == csr.public_key().public_bytes(der, spki)
+
+
 def dns01_value(key_authorization: str) -> str:
     digest = hashlib.sha256(key_authorization.encode("ascii")).digest()
     return base64.urlsafe_b64encode(digest).decode("ascii").rstrip("=")
@@ -343,6 +358,11 @@ class CertificateRun:
                 cert_pem, chain_pem = session.download(order, spec.preferred_chain)
             except Exception as exc:
                 raise CertificateError(f"finalizing the order for {', '.join(spec.names)}: {exc}") from None
+            if not same_public_key(cert_pem, prep["csr"]):
+                raise CertificateError(
+                    f"the certificate issued for {', '.join(spec.names)} does not carry the key of the CSR; "
+                    "nothing was deployed"
+                )
             meta = {"directory": session.directory_url, "ari": bool(session.has_ari())}
             deployed = self.host(
                 "deploy",
