@@ -12,7 +12,7 @@ from ansible.errors import AnsibleActionFail
 from ansible.module_utils.common.text.converters import to_text
 from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
-from ansible_collections.portail.https.plugins.plugin_utils import _deploy_shell, _http01_shell
+from ansible_collections.portail.https.plugins.plugin_utils import _deploy_shell, _http01_shell, _inspect_shell
 from ansible_collections.portail.https.plugins.plugin_utils._certificate_request import (
     RequestError,
     build_specs,
@@ -136,11 +136,21 @@ class ActionModule(ActionBase):
             raise AnsibleActionFail(f"cannot read account_key_src {path} on the controller: {exc}") from None
 
     def _host_call(self, task_vars: dict[str, t.Any]) -> t.Callable[[str, dict[str, t.Any]], dict[str, t.Any]]:
+        shell_inspect = [True]
+
         def call(step: str, args: dict[str, t.Any]) -> dict[str, t.Any]:
             if step == "http01_place":
                 return self._http01_place(args, call)
             if step == "deploy" and _deploy_shell.eligible(args):
                 return self._deploy(args)
+            if step in ("inspect", "prepare") and shell_inspect[0] and _inspect_shell.eligible(args):
+                res = self._inspect(step, args, module)
+                if res is not None:
+                    return res
+                shell_inspect[0] = False  # no openssl or no stat -c on this host: the module from now on
+            return module(step, args)
+
+        def module(step: str, args: dict[str, t.Any]) -> dict[str, t.Any]:
             module_args = {k: v for k, v in args.items() if v is not None}
             module_args["step"] = step
             res = self._execute_module(module_name=HOST_MODULE, module_args=module_args, task_vars=task_vars)
@@ -155,6 +165,48 @@ class ActionModule(ActionBase):
             return t.cast(dict[str, t.Any], res)
 
         return call
+
+    def _inspect(
+        self, step: str, args: dict[str, t.Any], module: t.Callable[[str, dict[str, t.Any]], dict[str, t.Any]]
+    ) -> t.Optional[dict[str, t.Any]]:
+        """inspect (and prepare when a file is missing) or prepare by one shell command; None: use the module."""
+        if step == "prepare":
+            prepare = _inspect_shell.ALWAYS
+        else:
+            prepare = _inspect_shell.IF_MISSING if args.get("prepare_if_due") else _inspect_shell.NEVER
+        try:
+            script = _inspect_shell.build_script(args, prepare=prepare, check_mode=bool(self._task.check_mode))
+        except _inspect_shell.ShellInputError:
+            return None
+        res = self._low_level_execute_command(script, sudoable=True)
+        raw = _inspect_shell.parse_output(to_text(res.get("stdout", ""), errors="surrogate_or_strict"))
+        if raw["unsupported"] and not raw["stat"]:
+            display.vvv(f"acme_certificate: {raw['unsupported']} missing on the host, using the module")
+            return None
+        if res.get("rc") != 0 or raw["error"]:
+            stderr = to_text(res.get("stderr", ""), errors="surrogate_or_strict").strip()
+            detail = raw["error"] or (stderr.splitlines()[-1] if stderr else f"exit code {res.get('rc')}")
+            raise HostError(f"{step}: {detail}")
+        state = _inspect_shell.state_from(raw, args)
+        prepared = state.get("prepared")
+        partial = state.pop("partial_prepare", None)
+        wrong_type = prepared and _inspect_shell.csr_key_type(prepared["csr"]) != args.get("key_type", "ec256")
+        if partial or wrong_type or (step == "prepare" and not prepared):
+            # a pending key of another type left by an earlier run, or an openssl without -addext:
+            # the module finishes (it replaces a pending key of the wrong type)
+            done = partial or prepared or {}
+            fields = ("key_path", "cert_path", "chain_path", "fullchain_path", "key_type", "names", "owner")
+            fixed = module("prepare", {k: args.get(k) for k in fields})
+            prepared = {
+                "csr": fixed["csr"],
+                "pending_created": bool(fixed.get("pending_created") or done.get("pending_created")),
+                "created_dirs": list(done.get("created_dirs") or []) + list(fixed.get("created_dirs") or []),
+            }
+            state["prepared"] = prepared
+            state["changed"] = True
+        if step == "prepare":
+            return dict(prepared or {}, changed=True)
+        return state
 
     def _http01_place(
         self, args: dict[str, t.Any], call: t.Callable[[str, dict[str, t.Any]], dict[str, t.Any]]
