@@ -13,12 +13,16 @@ description:
   - Issues, renews and deploys certificates from an ACME CA (RFC 8555) in a single task. It is an action
     plugin. The ACME protocol and the DNS updates run on the controller, where the account key and the DNS
     credentials stay; the managed host only runs M(portail.https.acme_certificate_host).
-  - An HTTP-01 issuance costs the host three round trips and one Python start - one module run that reads
-    the current certificate and, when it is due, makes the key and CSR; one POSIX shell command that writes
-    the token files; one shell command that writes the certificate files (temporary file, flush, backup,
-    rename, key last, rollback from the backups on failure) and removes the token files. The controller
-    checks that the certificate carries the CSR's key before deploying. With a symbolic O(mode) or
-    O(key_mode) the deploy step is a module run instead. A certificate that is still good costs one module run.
+  - An HTTP-01 issuance costs the host three POSIX shell commands and no Python start. The first reads the
+    files' mode and owner, the certificate, the public half of the key (C(openssl pkey -pubout)) and the
+    C(.acme.json) record, fixes drifted modes and owners, and on a first issuance also makes the key
+    (C(openssl genpkey)) and the CSR (C(openssl req)). The second writes the token files. The third writes
+    the certificate files (temporary file, flush, backup, rename, key last, rollback from the backups on
+    failure) and removes the token files. The controller checks that the certificate carries the CSR's key
+    before deploying. A certificate that is still good costs one shell command.
+  - The module M(portail.https.acme_certificate_host) does the same steps with Python and is used instead
+    when the host lacks C(openssl) 1.1.1 or later or a C(stat) that knows C(-c), and for the steps no shell
+    command covers (TLS-ALPN-01 responder, clean-up after failures).
   - The certificate's private key is generated on the managed host (mode 0600) and never leaves it; only
     the CSR travels. A new key is written next to O(key_path) as C(<key_path>.pending) and moved into place
     in the same step as the new certificate, so a failed order never leaves a key that does not match the
@@ -48,7 +52,9 @@ description:
 author:
   - portail.https contributors (@portail)
 requirements:
-  - cryptography on the controller and on the managed host (Python >= 3.9 there)
+  - cryptography on the controller
+  - on the managed host, a POSIX shell with C(openssl) >= 1.1.1 and GNU or busybox C(stat); otherwise
+    Python >= 3.9 with cryptography (the module fallback, also needed for tls-alpn-01)
   - dnspython >= 2.4 on the controller for dns-01
 attributes:
   action:

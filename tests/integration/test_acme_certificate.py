@@ -22,7 +22,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from .harness import run_playbook
+from .harness import local_inventory, run_playbook
 
 pytestmark = pytest.mark.rig
 
@@ -503,3 +503,62 @@ def test_no_secret_in_vvv_output(rig, tmp_path):
     ):
         assert secret not in text
     assert "changed=1" in outputs[0] and "changed=0" in outputs[1]
+
+
+def _shell_without_openssl(tmp: Path) -> Path:
+    """A /bin/sh wrapper whose PATH has every usual command except openssl (a host without it)."""
+    bindir = tmp / "bin-no-openssl"
+    bindir.mkdir()
+    for d in ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"):
+        if not os.path.isdir(d) or os.path.islink(d):
+            continue
+        for name in os.listdir(d):
+            if name != "openssl" and not (bindir / name).exists():
+                (bindir / name).symlink_to(os.path.join(d, name))
+    wrapper = tmp / "sh-no-openssl"
+    wrapper.write_text(f'#!/bin/sh\nPATH={bindir}\nexport PATH\nexec /bin/sh "$@"\n')
+    wrapper.chmod(0o755)
+    return wrapper
+
+
+def test_host_without_openssl_uses_the_module(rig, account_key, tmp_path, nginx_factory):
+    nginx = nginx_factory(["127.0.30.31"])
+    out = tmp_path / "cert31"
+    wrapper = _shell_without_openssl(tmp_path)
+    inv = local_inventory(tmp_path, {"localhost": {"ansible_shell_executable": str(wrapper)}})
+    args = base(rig, account_key, out, ["cert31.portail.test"], webroot=str(nginx.webroot))
+    first = run(tmp_path, args, inventory=inv, verbosity=3, json_output=False)
+    assert first.rc == 0, first.stdout[-3000:]
+    assert "openssl missing on the host, using the module" in first.stdout
+    assert "acme_certificate_host" in first.stdout  # the module ran instead
+    serial = format(x509.load_pem_x509_certificate((out / "cert.pem").read_bytes()).serial_number, "x")
+    r1 = {"serial": serial}
+    check_deployed(out, ["cert31.portail.test"], r1)
+    second = run(tmp_path, args, inventory=inv)
+    assert second.rc == 0 and second.changed() == 0
+    assert second.result(TASK)["serial"] == r1["serial"]
+    # and the same files read by the shell path (openssl back): still nothing to do
+    third = run(tmp_path, args)
+    assert third.rc == 0 and third.changed() == 0 and third.result(TASK)["serial"] == r1["serial"]
+
+
+def test_drifted_modes_are_repaired_without_an_order(rig, account_key, tmp_path, nginx_factory):
+    nginx = nginx_factory(["127.0.30.32"])
+    out = tmp_path / "cert32"
+    names = ["cert32.portail.test"]
+    args = base(rig, account_key, out, names, webroot=str(nginx.webroot))
+    r1 = twice(tmp_path, args)[0]
+    check_deployed(out, names, r1)
+    assert (out / "cert.pem").stat().st_mode & 0o777 == 0o644
+    # new modes asked for, and the key's mode drifted: put back, no order, then nothing to do
+    args.update(mode="0640", key_mode="0600")
+    (out / "privkey.pem").chmod(0o644)
+    res = run(tmp_path, args, check=True)
+    assert res.rc == 0 and res.changed() == 1 and (out / "privkey.pem").stat().st_mode & 0o777 == 0o644
+    res = run(tmp_path, args)
+    assert res.rc == 0 and res.changed() == 1 and res.result(TASK)["reason"] == "valid"
+    assert res.result(TASK)["acme_requests"] == 0 and res.result(TASK)["serial"] == r1["serial"]
+    assert (out / "privkey.pem").stat().st_mode & 0o777 == 0o600
+    assert all((out / f).stat().st_mode & 0o777 == 0o640 for f in ("cert.pem", "chain.pem", "fullchain.pem"))
+    again = run(tmp_path, args)
+    assert again.rc == 0 and again.changed() == 0

@@ -33,7 +33,9 @@ def run(args: dict[str, t.Any], prepare: int = ins.IF_MISSING, check: bool = Fal
 
 
 def _pem_key(key: t.Any) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
 
 def _cert(key: t.Any, names: list[str], days: int = 90) -> bytes:
