@@ -193,12 +193,6 @@ def _public_der(public_key: t.Any) -> bytes:
     )
 
 
-def read_pem_certs(path: str) -> list[t.Any]:
-    with open(path, "rb") as f:
-        data = f.read()
-    return list(x509.load_pem_x509_certificates(data))
-
-
 # ---------------------------------------------------------------------------------------------------------
 # local renewal rules (shared with the controller, which adds the CA's ARI opinion)
 
@@ -273,6 +267,29 @@ def local_decision(
 # inspect / prepare
 
 
+def describe_current(result: dict[str, t.Any], cert_pem: bytes, key_der: t.Optional[bytes], cert_path: str) -> None:
+    """Fill result["cert"] (with matches_key) from the certificate file's bytes, or add a problem."""
+    try:
+        certs = list(x509.load_pem_x509_certificates(cert_pem))
+        if not certs:
+            raise ValueError("no certificate")
+    except ValueError as exc:
+        result["problems"].append(f"cannot read certificate {cert_path}: {exc}")
+        return
+    info = describe_cert(certs[0])
+    info["matches_key"] = key_der is not None and _public_der(certs[0].public_key()) == key_der
+    result["cert"] = info
+
+
+def parse_meta(text: str) -> t.Optional[dict[str, t.Any]]:
+    """The .acme.json record, or None when it is not a JSON object."""
+    try:
+        meta = json.loads(text)
+    except ValueError:
+        return None
+    return meta if isinstance(meta, dict) else None
+
+
 def inspect(
     *,
     key_path: str,
@@ -297,23 +314,18 @@ def inspect(
             key_der = _public_der(key.public_key())
     if os.path.exists(cert_path):
         try:
-            certs = read_pem_certs(cert_path)
-            if not certs:
-                raise ValueError("no certificate")
-        except (OSError, ValueError) as exc:
+            with open(cert_path, "rb") as f:
+                data = f.read()
+        except OSError as exc:
             result["problems"].append(f"cannot read certificate {cert_path}: {exc}")
         else:
-            info = describe_cert(certs[0])
-            info["matches_key"] = key_der is not None and _public_der(certs[0].public_key()) == key_der
-            result["cert"] = info
+            describe_current(result, data, key_der, cert_path)
     meta_path = cert_path + META_SUFFIX
     if os.path.exists(meta_path):
         try:
             with open(meta_path, encoding="utf-8") as f:
-                meta = json.load(f)
-            if isinstance(meta, dict):
-                result["meta"] = meta
-        except (OSError, ValueError):
+                result["meta"] = parse_meta(f.read())
+        except (OSError, UnicodeError):
             pass
     result["missing_webroots"] = [w for w in webroots if not os.path.isdir(w)]
     result["key_dir_exists"] = os.path.isdir(os.path.dirname(key_path) or ".")

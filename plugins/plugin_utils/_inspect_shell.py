@@ -23,13 +23,12 @@ with ``|`` so nothing in a file can pass for a protocol line.
 from __future__ import annotations
 
 import ipaddress
-import json
 import posixpath
 import re
 import shlex
 import typing as t
 
-from ansible_collections.portail.https.plugins.module_utils._certhost import META_SUFFIX, PENDING_SUFFIX
+from ansible_collections.portail.https.plugins.module_utils._certhost import META_SUFFIX, PENDING_SUFFIX, split_names
 from ansible_collections.portail.https.plugins.plugin_utils import _deploy_shell
 
 #: prepare: never (check mode), when due (a file missing or force), always (the prepare step)
@@ -103,13 +102,7 @@ def _name_ok(name: str) -> bool:
 
 def _subject_and_san(names: list[str]) -> tuple[str, str]:
     """``-subj`` and ``-addext`` values: CN is the first DNS name (or IP) when it fits in 64 characters."""
-    dns_names: list[str] = []
-    ips: list[str] = []
-    for name in names:
-        try:
-            ips.append(str(ipaddress.ip_address(name)))
-        except ValueError:
-            dns_names.append(name.lower().rstrip("."))
+    dns_names, ips = split_names(names)
     first = (dns_names or ips)[0]
     subject = f"/CN={first}" if len(first) <= 64 else "/"
     san = ",".join([f"DNS:{n}" for n in dns_names] + [f"IP:{i}" for i in ips])
@@ -239,8 +232,11 @@ def _load_public_key(pem: str) -> t.Any:
 
 def state_from(raw: t.Mapping[str, t.Any], args: t.Mapping[str, t.Any]) -> dict[str, t.Any]:
     """The inspect result, shaped like the module's (cert, key, missing_files, meta, problems, ...)."""
-    from ansible_collections.portail.https.plugins.module_utils._certhost import describe_cert, key_type_of
-    from cryptography import x509
+    from ansible_collections.portail.https.plugins.module_utils._certhost import (
+        describe_current,
+        key_type_of,
+        parse_meta,
+    )
     from cryptography.hazmat.primitives import serialization
 
     def der(public_key: t.Any) -> bytes:
@@ -264,23 +260,9 @@ def state_from(raw: t.Mapping[str, t.Any], args: t.Mapping[str, t.Any]) -> dict[
             state["key"] = {"key_type": key_type_of(public)}
             key_der = der(public)
     if raw["stat"].get("cert") is not None:
-        try:
-            certs = x509.load_pem_x509_certificates(blocks.get("cert", "").encode("ascii"))
-            if not certs:
-                raise ValueError("no certificate")
-        except (ValueError, UnicodeError) as exc:
-            state["problems"].append(f"cannot read certificate {paths['cert']}: {exc}")
-        else:
-            info = describe_cert(certs[0])
-            info["matches_key"] = key_der is not None and der(certs[0].public_key()) == key_der
-            state["cert"] = info
+        describe_current(state, blocks.get("cert", "").encode("ascii", "replace"), key_der, paths["cert"])
     if "meta" in blocks:
-        try:
-            meta = json.loads(blocks["meta"])
-            if isinstance(meta, dict):
-                state["meta"] = meta
-        except ValueError:
-            pass
+        state["meta"] = parse_meta(blocks["meta"])
     state["missing_webroots"] = list(raw["nowebroot"])
     state["key_dir_exists"] = bool(raw["keydir"]) or bool(raw["dirs"])
     changed = bool(raw["fixed"])
