@@ -45,8 +45,17 @@ mkdir -p build/collections/ansible_collections/portail
 [ -e build/collections/ansible_collections/portail/https ] || ln -s "$REPO" build/collections/ansible_collections/portail/https
 PB=.venv/bin/ansible-playbook
 
+# Pebble makes a new root at every start: a certificate left by a demo against an earlier rig is not
+# trusted by this one, so that (and only that) case renews it.
+FORCE=()
+CERT_DIR=/etc/ssl/portail/demo
+if [ -f "$CERT_DIR/cert.pem" ] && ! openssl verify -CAfile "$PORTAIL_PEBBLE_ROOTS" -untrusted "$CERT_DIR/chain.pem" \
+  "$CERT_DIR/cert.pem" >/dev/null 2>&1; then
+  echo "(the certificate left by an earlier demo comes from an earlier Pebble: renewing it)"
+  FORCE=(-e certificate_force=true)
+fi
 echo "==== site playbook (first run)"
-$PB -i "$OUT/inventory.yml" -e "@$OUT/vars.yml" playbooks/site.yml | tail -n 4
+$PB -i "$OUT/inventory.yml" -e "@$OUT/vars.yml" "${FORCE[@]}" playbooks/site.yml | tail -n 4
 echo "==== site playbook again (must change nothing)"
 $PB -i "$OUT/inventory.yml" -e "@$OUT/vars.yml" playbooks/site.yml | tail -n 2
 echo "==== fleet report"
