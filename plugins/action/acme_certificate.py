@@ -315,6 +315,7 @@ class ActionModule(ActionBase):
             "changed": any(o.changed for o in outcomes),
             "certificates": results,
             "acme_requests": session.request_count() if session else 0,
+            "acme_retries": session.retry_count() if session else 0,
         }
         warnings = [w for o in outcomes for w in o.warnings]
         if warnings:

@@ -353,7 +353,13 @@ certificates:
   type: list
   elements: dict
 acme_requests:
-  description: HTTP requests sent to the CA by this task.
+  description: HTTP requests sent to the CA by this task, retries included.
+  returned: always
+  type: int
+  sample: 0
+acme_retries:
+  description: Of RV(acme_requests), those sent again because the CA rejected their nonce (C(badNonce), which
+    RFC 8555 lets a CA do at any time; Pebble does it to 5% of requests by default).
   returned: always
   type: int
   sample: 0

@@ -65,6 +65,10 @@ class EngineSession:
     def request_count(self) -> int:
         return self.client.requests
 
+    def retry_count(self) -> int:
+        """Requests sent again because the CA rejected their nonce (badNonce), included in request_count."""
+        return self.client.bad_nonce_retried
+
     def ensure_account(self) -> None:
         with self._account_lock:
             if self.client.account_url:

@@ -206,7 +206,7 @@ def test_http01_into_nginx_webroot(rig, account_key, tmp_path, nginx_factory):
     args = base(rig, account_key, out, ["cert1.portail.test"], webroot=str(nginx.webroot))
     r1 = twice(tmp_path, args)[0]
     assert r1["reason"] == "missing"
-    assert r1["acme_requests"] <= 12
+    assert r1["acme_requests"] - r1["acme_retries"] <= 12  # Pebble rejects 5% of nonces: retries vary
     check_deployed(out, ["cert1.portail.test"], r1)
     assert challenge_files(nginx.webroot) == []  # token files and the directories made for them are gone
     assert json.loads((out / "cert.pem.acme.json").read_text())["directory"] == rig["PORTAIL_ACME_DIRECTORY"]
