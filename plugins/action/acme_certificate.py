@@ -15,7 +15,9 @@ from ansible.utils.display import Display
 from ansible_collections.portail.https.plugins.plugin_utils import _deploy_shell, _http01_shell, _inspect_shell
 from ansible_collections.portail.https.plugins.plugin_utils._certificate_request import (
     RequestError,
+    argument_spec,
     build_specs,
+    secrets,
 )
 from ansible_collections.portail.https.plugins.plugin_utils._certificate_run import (
     CertificateRun,
@@ -25,58 +27,6 @@ from ansible_collections.portail.https.plugins.plugin_utils._certificate_run imp
 
 HOST_MODULE = "portail.https.acme_certificate_host"
 display = Display()
-
-_DNS_SPEC: dict[str, t.Any] = {
-    "provider": {"type": "str", "default": "rfc2136", "choices": ["rfc2136"]},
-    "server": {"type": "str"},
-    "port": {"type": "int"},
-    "key_name": {"type": "str"},
-    "key_secret": {"type": "str", "no_log": True},
-    "key_algorithm": {"type": "str"},
-    "timeout": {"type": "float"},
-    "ttl": {"type": "int"},
-    "resolvers": {"type": "list", "elements": "str"},
-    "nameserver_port": {"type": "int"},
-    "propagation_timeout": {"type": "float"},
-}
-
-ARGUMENT_SPEC: dict[str, t.Any] = {
-    "names": {"type": "list", "elements": "str"},
-    "certificates": {"type": "list", "elements": "dict"},
-    "key_type": {"type": "str", "default": "ec256", "choices": ["ec256", "ec384", "rsa2048", "rsa3072", "rsa4096"]},
-    "key_path": {"type": "str"},
-    "cert_path": {"type": "str"},
-    "chain_path": {"type": "str"},
-    "fullchain_path": {"type": "str"},
-    "owner": {"type": "str"},
-    "group": {"type": "str"},
-    "mode": {"type": "raw", "default": "0644"},
-    "key_mode": {"type": "raw", "default": "0600"},
-    "backup": {"type": "bool", "default": True},
-    "acme_directory": {"type": "str", "required": True},
-    "acme_ca_bundle": {"type": "path"},
-    "validate_certs": {"type": "bool", "default": True},
-    "account_key_src": {"type": "path"},
-    "account_key_content": {"type": "str", "no_log": True},
-    "contact": {"type": "list", "elements": "str", "default": []},
-    "terms_agreed": {"type": "bool", "default": False},
-    "eab_kid": {"type": "str"},
-    "eab_hmac_key": {"type": "str", "no_log": True},
-    "eab_alg": {"type": "str", "default": "HS256", "choices": ["HS256", "HS384", "HS512"]},
-    "profile": {"type": "str"},
-    "preferred_chain": {"type": "str"},
-    "challenge": {"type": "str", "default": "http-01", "choices": ["http-01", "dns-01", "tls-alpn-01"]},
-    "webroot": {"type": "list", "elements": "str", "default": []},
-    "challenge_dir": {"type": "str"},
-    "dns": {"type": "dict", "options": _DNS_SPEC},
-    "alpn_address": {"type": "str", "default": "0.0.0.0"},  # noqa: S104
-    "alpn_port": {"type": "int", "default": 443},
-    "renew_remaining_fraction": {"type": "float", "default": 1.0 / 3.0},
-    "use_ari": {"type": "bool", "default": True},
-    "force": {"type": "bool", "default": False},
-    "timeout": {"type": "float", "default": 300},
-    "concurrency": {"type": "int", "default": 4},
-}
 
 
 def _scrub(value: t.Any, secrets: list[str]) -> t.Any:
@@ -95,35 +45,26 @@ def _scrub(value: t.Any, secrets: list[str]) -> t.Any:
 
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
-    _VALID_ARGS = frozenset(ARGUMENT_SPEC)
+    _VALID_ARGS = frozenset(argument_spec())
 
     def run(self, tmp: t.Any = None, task_vars: t.Optional[dict[str, t.Any]] = None) -> dict[str, t.Any]:
         task_vars = task_vars or {}
         result = super().run(tmp, task_vars)
         del tmp
         _validation, args = self.validate_argument_spec(
-            argument_spec=ARGUMENT_SPEC,
+            argument_spec=argument_spec(),
             mutually_exclusive=[("names", "certificates"), ("account_key_src", "account_key_content")],
             required_one_of=[("names", "certificates"), ("account_key_src", "account_key_content")],
         )
-        secrets = self._secrets(args)
+        masked = secrets(args)
         try:
-            out = self._run(args, task_vars, secrets)
+            out = self._run(args, task_vars)
         except RequestError as exc:
-            out = {"failed": True, "changed": False, "msg": str(exc)}
+            out = {"failed": True, "changed": False, "msg": str(exc), "acme_requests": 0}
         except AnsibleActionFail as exc:
-            out = {"failed": True, "changed": False, "msg": to_text(exc.message)}
-        result.update(_scrub(out, secrets))
+            out = {"failed": True, "changed": False, "msg": to_text(exc.message), "acme_requests": 0}
+        result.update(_scrub(out, masked))
         return result
-
-    @staticmethod
-    def _secrets(args: dict[str, t.Any]) -> list[str]:
-        found = [args.get("account_key_content") or "", args.get("eab_hmac_key") or ""]
-        found.append((args.get("dns") or {}).get("key_secret") or "")
-        for item in args.get("certificates") or []:
-            if isinstance(item, dict) and isinstance(item.get("dns"), dict):
-                found.append(item["dns"].get("key_secret") or "")
-        return [s for s in found if len(s) >= 8]
 
     def _account_key(self, args: dict[str, t.Any]) -> str:
         if args.get("account_key_content"):
@@ -257,30 +198,32 @@ class ActionModule(ActionBase):
             result["http01_problem"] = out["problem"]
         return result
 
-    def _run(self, args: dict[str, t.Any], task_vars: dict[str, t.Any], secrets: list[str]) -> dict[str, t.Any]:
+    def _run(self, args: dict[str, t.Any], task_vars: dict[str, t.Any]) -> dict[str, t.Any]:
         specs = build_specs(args)
         if args.get("eab_kid") and not args.get("eab_hmac_key"):
             raise RequestError("eab_kid needs eab_hmac_key")
-        account_pem = self._account_key(args)
-        if "PRIVATE KEY" not in account_pem:
-            raise RequestError("the account key is not a PEM private key")
         directory = args["acme_directory"]
         if not directory.startswith(("https://", "http://")):
             raise RequestError(f"acme_directory must be an http(s) URL, got {directory!r}")
+        from ansible_collections.portail.https.plugins.module_utils._acme.client import AcmeClient
+        from ansible_collections.portail.https.plugins.module_utils._acme.errors import AcmeError
+        from ansible_collections.portail.https.plugins.module_utils._acme.keys import AccountKey
 
-        from ansible_collections.portail.https.plugins.plugin_utils._acme_session import EngineSession
+        passphrase = args.get("account_key_passphrase")
+        try:
+            account_key = AccountKey.from_pem(
+                self._account_key(args), passphrase.encode("utf-8") if passphrase else None
+            )
+        except (AcmeError, ValueError, TypeError) as exc:
+            raise RequestError(f"the account key cannot be loaded: {exc}") from None
 
-        def make_session() -> EngineSession:
-            return EngineSession(
-                directory_url=directory,
-                account_key_pem=account_pem,
-                contact=args["contact"],
-                terms_agreed=args["terms_agreed"],
-                eab_kid=args.get("eab_kid"),
-                eab_hmac_key=args.get("eab_hmac_key"),
-                eab_alg=args["eab_alg"],
+        def make_client() -> AcmeClient:
+            return AcmeClient(
+                directory,
+                account_key,
                 ca_bundle=args.get("acme_ca_bundle"),
                 validate_certs=args["validate_certs"],
+                timeout=20.0,
             )
 
         dns_factory = None
@@ -292,14 +235,18 @@ class ActionModule(ActionBase):
                 return make_provider(opts.pop("provider", "rfc2136"), opts)
 
         check_mode = bool(self._task.check_mode)
+        eab = (args["eab_kid"], args["eab_hmac_key"], args["eab_alg"]) if args.get("eab_kid") else None
         run = CertificateRun(
             self._host_call(task_vars),
-            make_session,
+            make_client,
             Options(
                 directory_url=directory,
                 use_ari=args["use_ari"],
                 timeout=args["timeout"],
                 check_mode=check_mode,
+                contact=list(args["contact"] or []),
+                terms_agreed=args["terms_agreed"],
+                eab=eab,
             ),
             dns_factory=dns_factory,
         )
@@ -309,23 +256,19 @@ class ActionModule(ActionBase):
         else:
             with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="portail-acme") as pool:
                 outcomes = list(pool.map(run.process, specs))
-        session = run.session_if_made()
+        client = run.client_if_made()
         results = [o.result() for o in outcomes]
         out: dict[str, t.Any] = {
             "changed": any(o.changed for o in outcomes),
             "certificates": results,
-            "acme_requests": session.request_count() if session else 0,
-            "acme_retries": session.retry_count() if session else 0,
+            "acme_requests": client.requests if client else 0,
+            "acme_retries": client.bad_nonce_retried if client else 0,
         }
         warnings = [w for o in outcomes for w in o.warnings]
         if warnings:
             out["warnings"] = warnings
         if not args.get("certificates"):
-            single = dict(results[0])
-            single.pop("changed", None)
-            single.pop("failed", None)
-            single.pop("msg", None)
-            out.update(single)
+            out.update({k: v for k, v in results[0].items() if k not in ("changed", "failed", "msg")})
         if self._task.diff:
             diffs = [o.diff() for o in outcomes if o.changed]
             if diffs:

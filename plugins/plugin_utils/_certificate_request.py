@@ -1,76 +1,122 @@
 # Copyright: (c) 2026, portail.https contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Input validation and renewal decisions of portail.https.acme_certificate (controller side, no I/O).
+"""The option table and input validation of portail.https.acme_certificate (controller side, no I/O).
 
-Everything here runs before the CA is contacted: a bad request fails with a clear message and
-nothing changes anywhere.
+``OPTIONS`` is the one declaration of the task's options: the argument spec, the options a
+``certificates`` item may set (``item: True``) and the secrets masked in every message are derived from
+it, the DNS options come from the DNS provider registry (each provider declares its own), and a unit test
+holds the module's DOCUMENTATION to it. ``KEY_TYPES`` is the one table of key types (with the
+``openssl genpkey`` arguments the host steps use). Everything here runs before the CA is contacted: a bad
+request fails with a clear message and nothing changes anywhere.
 """
 
 from __future__ import annotations
 
-import datetime
 import ipaddress
 import re
 import typing as t
 from dataclasses import dataclass, field
 
-from ansible_collections.portail.https.plugins.module_utils import _certhost
+from ansible_collections.portail.https.plugins.module_utils._dns.providers import options_spec as dns_options_spec
 
-KEY_TYPES = ("ec256", "ec384", "rsa2048", "rsa3072", "rsa4096")
+#: key type -> ``openssl genpkey`` arguments (the host makes the key; the only place key types are listed)
+KEY_TYPES: dict[str, str] = {
+    "ec256": "-algorithm EC -pkeyopt ec_paramgen_curve:P-256 -pkeyopt ec_param_enc:named_curve",
+    "ec384": "-algorithm EC -pkeyopt ec_paramgen_curve:P-384 -pkeyopt ec_param_enc:named_curve",
+    "rsa2048": "-algorithm RSA -pkeyopt rsa_keygen_bits:2048",
+    "rsa3072": "-algorithm RSA -pkeyopt rsa_keygen_bits:3072",
+    "rsa4096": "-algorithm RSA -pkeyopt rsa_keygen_bits:4096",
+}
 CHALLENGES = ("http-01", "dns-01", "tls-alpn-01")
 DEFAULT_FRACTION = 1.0 / 3.0
 
-#: options a ``certificates`` item may set (anything else comes from the task's top level)
-ITEM_OPTIONS = (
-    "name",
-    "names",
-    "key_type",
-    "challenge",
-    "webroot",
-    "challenge_dir",
-    "dns",
-    "alpn_address",
-    "alpn_port",
-    "key_path",
-    "cert_path",
-    "chain_path",
-    "fullchain_path",
-    "owner",
-    "group",
-    "mode",
-    "key_mode",
-    "backup",
-    "profile",
-    "preferred_chain",
-    "force",
-    "renew_remaining_fraction",
-)
+#: name -> Ansible argument spec, plus ``item: True`` for options a ``certificates`` item may override
+OPTIONS: dict[str, dict[str, t.Any]] = {
+    "names": {"type": "list", "elements": "str", "item": True},
+    "certificates": {"type": "list", "elements": "dict"},
+    "name": {"type": "str", "item": True, "item_only": True},
+    "key_type": {"type": "str", "default": "ec256", "choices": list(KEY_TYPES), "item": True},
+    "key_path": {"type": "str", "item": True},
+    "cert_path": {"type": "str", "item": True},
+    "chain_path": {"type": "str", "item": True},
+    "fullchain_path": {"type": "str", "item": True},
+    "owner": {"type": "str", "item": True},
+    "group": {"type": "str", "item": True},
+    "mode": {"type": "raw", "default": "0644", "item": True},
+    "key_mode": {"type": "raw", "default": "0600", "item": True},
+    "backup": {"type": "bool", "default": True, "item": True},
+    "acme_directory": {"type": "str", "required": True},
+    "acme_ca_bundle": {"type": "path"},
+    "validate_certs": {"type": "bool", "default": True},
+    "account_key_src": {"type": "path"},
+    "account_key_content": {"type": "str", "no_log": True},
+    "account_key_passphrase": {"type": "str", "no_log": True},
+    "contact": {"type": "list", "elements": "str", "default": []},
+    "terms_agreed": {"type": "bool", "default": False},
+    "eab_kid": {"type": "str"},
+    "eab_hmac_key": {"type": "str", "no_log": True},
+    "eab_alg": {"type": "str", "default": "HS256", "choices": ["HS256", "HS384", "HS512"]},
+    "profile": {"type": "str", "item": True},
+    "preferred_chain": {"type": "str", "item": True},
+    "challenge": {"type": "str", "default": "http-01", "choices": list(CHALLENGES), "item": True},
+    "webroot": {"type": "list", "elements": "str", "default": [], "item": True},
+    "challenge_dir": {"type": "str", "item": True},
+    "dns": {"type": "dict", "options": "dns", "item": True},
+    "alpn_address": {"type": "str", "default": "0.0.0.0", "item": True},  # noqa: S104
+    "alpn_port": {"type": "int", "default": 443, "item": True},
+    "renew_remaining_fraction": {"type": "float", "default": DEFAULT_FRACTION, "item": True},
+    "use_ari": {"type": "bool", "default": True},
+    "force": {"type": "bool", "default": False, "item": True},
+    "timeout": {"type": "float", "default": 300},
+    "concurrency": {"type": "int", "default": 4},
+}
+_OURS = ("item", "item_only")
 
-_LABEL_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
-_SAFE_PATH_RE = re.compile(r"^[^\x00-\x1f\x7f]+$")
-DNS_OPTIONS = (
-    "provider",
-    "server",
-    "port",
-    "key_name",
-    "key_secret",
-    "key_algorithm",
-    "timeout",
-    "ttl",
-    "resolvers",
-    "nameserver_port",
-    "propagation_timeout",
-)
 
-# Reasons (stable strings: roles and reports match on them); defined next to the rules in _certhost
-MISSING = _certhost.MISSING
-NAMES_CHANGED = _certhost.NAMES_CHANGED
-KEY_TYPE_CHANGED = _certhost.KEY_TYPE_CHANGED
-KEY_MISMATCH = _certhost.KEY_MISMATCH
-EXPIRING = _certhost.EXPIRING
-ARI_WINDOW = "ari_window"
-FORCED = _certhost.FORCED
-VALID = _certhost.VALID
+def argument_spec() -> dict[str, dict[str, t.Any]]:
+    """The Ansible argument spec of the task (item-only options and our own keys left out)."""
+    spec: dict[str, dict[str, t.Any]] = {}
+    for name, opt in OPTIONS.items():
+        if opt.get("item_only"):
+            continue
+        entry = {k: v for k, v in opt.items() if k not in _OURS}
+        if entry.get("options") == "dns":
+            entry["options"] = dns_options_spec()
+        spec[name] = entry
+    return spec
+
+
+ITEM_OPTIONS = tuple(name for name, opt in OPTIONS.items() if opt.get("item"))
+
+
+def _secret_names(spec: t.Mapping[str, t.Mapping[str, t.Any]]) -> set[str]:
+    return {name for name, opt in spec.items() if opt.get("no_log")}
+
+
+def secrets(args: t.Mapping[str, t.Any]) -> list[str]:
+    """Every secret value in the task arguments (top level, dns, certificates items), longest first."""
+    top = _secret_names(OPTIONS)
+    dns = _secret_names(dns_options_spec())
+    found: list[str] = []
+
+    def collect(values: t.Mapping[str, t.Any]) -> None:
+        for name in top:
+            if isinstance(values.get(name), str):
+                found.append(values[name])
+        sub = values.get("dns")
+        if isinstance(sub, dict):
+            found.extend(v for k, v in sub.items() if k in dns and isinstance(v, str))
+
+    collect(args)
+    for item in args.get("certificates") or []:
+        if isinstance(item, dict):
+            collect(item)
+    # short strings would mask innocent words; Ansible's own no_log masking covers the task's arguments
+    return sorted({s for s in found if len(s) >= 6}, key=len, reverse=True)
+
+
+_LABEL_RE = re.compile(r"\A[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\Z")
+_SAFE_PATH_RE = re.compile(r"\A[^\x00-\x1f\x7f]+\Z")
 
 
 class RequestError(Exception):
@@ -94,8 +140,8 @@ class CertSpec:
     alpn_port: int = 443
     owner: t.Optional[str] = None
     group: t.Optional[str] = None
-    mode: str = "0644"
-    key_mode: str = "0600"
+    mode: int = 0o644
+    key_mode: int = 0o600
     backup: bool = True
     profile: t.Optional[str] = None
     preferred_chain: t.Optional[str] = None
@@ -170,11 +216,18 @@ def _path(value: t.Any, what: str, label: str) -> t.Optional[str]:
     return value
 
 
-def _mode(value: t.Any, what: str, label: str) -> str:
-    text = format(value, "o") if isinstance(value, int) else str(value)
-    if not re.match(r"^0?[0-7]{3,4}$", text):
-        raise RequestError(f"certificate {label}: {what} must be an octal mode such as '0644', got {value!r}")
-    return text if text.startswith("0") else "0" + text
+def _mode(value: t.Any, what: str, label: str, *, private: bool = False) -> int:
+    """An octal mode given as a string ('0644', '644'); integers are refused: YAML reads an unquoted
+    644 as decimal (0o1204) and 0644 as octal, so only a quoted string says what the user meant."""
+    if isinstance(value, bool) or not isinstance(value, str) or not re.match(r"\A0?[0-7]{3}\Z", value):
+        raise RequestError(
+            f"certificate {label}: {what} must be a quoted octal string such as '0644' (got {value!r}; "
+            "an unquoted 644 is read as a decimal number)"
+        )
+    mode = int(value, 8)
+    if private and mode & 0o077 & ~0o040:
+        raise RequestError(f"certificate {label}: {what} {value} lets other accounts read or change the private key")
+    return mode
 
 
 def build_specs(args: t.Mapping[str, t.Any]) -> list[CertSpec]:
@@ -236,11 +289,11 @@ def _build_one(o: dict[str, t.Any], index: t.Optional[int]) -> CertSpec:
     challenge_dir = _path(o.get("challenge_dir"), "challenge_dir", label)
     if challenge == "http-01" and not webroots and not challenge_dir:
         raise RequestError(f"certificate {label}: http-01 needs webroot (or challenge_dir) to place token files")
-    dns = dict(o.get("dns") or {})
-    unknown = sorted(set(dns) - set(DNS_OPTIONS))
+    dns = {k: v for k, v in dict(o.get("dns") or {}).items() if v is not None}
+    unknown = sorted(set(dns) - set(dns_options_spec()))
     if unknown:
         raise RequestError(f"certificate {label}: unknown dns option(s) {', '.join(unknown)}")
-    if challenge == "dns-01" and not dns.get("server"):
+    if challenge == "dns-01" and dns.get("provider", "rfc2136") == "rfc2136" and not dns.get("server"):
         raise RequestError(f"certificate {label}: dns-01 needs dns.server (the primary that accepts RFC 2136 updates)")
     port = o.get("alpn_port")
     alpn_port = 443 if port in (None, "") else int(port)
@@ -270,59 +323,10 @@ def _build_one(o: dict[str, t.Any], index: t.Optional[int]) -> CertSpec:
         owner=o.get("owner") or None,
         group=o.get("group") or None,
         mode=_mode(o.get("mode") or "0644", "mode", label),
-        key_mode=_mode(o.get("key_mode") or "0600", "key_mode", label),
+        key_mode=_mode(o.get("key_mode") or "0600", "key_mode", label, private=True),
         backup=True if o.get("backup") is None else bool(o.get("backup")),
         profile=o.get("profile") or None,
         preferred_chain=o.get("preferred_chain") or None,
         force=bool(o.get("force")),
         renew_remaining_fraction=fraction,
     )
-
-
-# ---------------------------------------------------------------------------------------------------------
-# decisions
-
-
-def parse_time(value: str) -> datetime.datetime:
-    return _certhost.parse_time(value)
-
-
-def decide_local(spec: CertSpec, state: t.Mapping[str, t.Any], now: datetime.datetime) -> tuple[str, str]:
-    """(reason, message) from what the host reported; VALID means only the CA's ARI could still say renew.
-
-    The same rules run on the host (inspect with prepare_if_due) so a due certificate gets its key and
-    CSR in the first host call.
-    """
-    return _certhost.local_decision(
-        state,
-        names=spec.names,
-        key_type=spec.key_type,
-        fraction=spec.renew_remaining_fraction,
-        force=spec.force,
-        cert_path=spec.cert_path,
-        key_path=spec.key_path,
-        now=now,
-    )
-
-
-def ari_says_renew(info: t.Mapping[str, t.Any], now: datetime.datetime) -> tuple[bool, str]:
-    """RFC 9773: renew once the suggested window has started."""
-    window = info.get("suggestedWindow") or {}
-    try:
-        start, end = parse_time(window["start"]), parse_time(window["end"])
-    except (KeyError, TypeError, ValueError):
-        return False, "the CA's renewalInfo has no usable suggestedWindow"
-    explanation = info.get("explanationURL")
-    suffix = f" (explanation: {explanation})" if explanation else ""
-    if now >= start:
-        return True, f"inside the CA's ARI renewal window {window['start']} .. {window['end']}{suffix}"
-    return False, f"the CA's ARI window starts {start.isoformat()} (ends {end.isoformat()})"
-
-
-def ari_cert_id(aki_hex: t.Optional[str], serial_hex: str) -> t.Optional[str]:
-    """RFC 9773 section 4.1 certID from the host's hex AKI and serial (the engine's encoding); None without AKI."""
-    from ansible_collections.portail.https.plugins.module_utils._acme.ari import cert_id_from
-
-    if not aki_hex:
-        return None
-    return cert_id_from(bytes.fromhex(aki_hex.replace(":", "")), int(serial_hex.replace(":", ""), 16))

@@ -2,118 +2,108 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Controller-side orchestration of portail.https.acme_certificate: one certificate from nothing to deployed.
 
-``CertificateRun.process(spec)`` asks the host (``host_call``) for its state, decides, orders through an
-``AcmeSession``, places the challenges (http-01 and tls-alpn-01 on the host, dns-01 from here), finalizes
-with the host's CSR and deploys on the host. Challenge files, DNS records and responders are removed on
-every path; a failure also removes the pending key this run created.
+``CertificateRun.process(spec)`` asks the host (``host_call``, see _hoststeps) for its state, decides once
+(_renewal: the local rule, then the CA's ARI window), and when due orders through the ACME engine's own
+objects (AcmeClient -> Order -> Authorization -> Challenge), places the challenges through one placer per
+type (http-01 and tls-alpn-01 on the host, dns-01 from here), finalizes with the host's CSR and deploys on
+the host. Challenge files, DNS records and responders are removed on every path; a failure also gives
+back the host's per-certificate lock and the pending key. Every failure is a :class:`Failure` naming the
+step, the identifier, the CA's problem document (kept whole for the result) and what to do.
 """
 
 from __future__ import annotations
 
-import base64
 import datetime
-import hashlib
-import ipaddress
 import threading
 import time
 import typing as t
 from dataclasses import dataclass, field
 
-from ansible_collections.portail.https.plugins.plugin_utils._certificate_request import (
-    ARI_WINDOW,
-    MISSING,
-    NAMES_CHANGED,
-    VALID,
-    CertSpec,
-    ari_cert_id,
-    ari_says_renew,
-    decide_local,
+from ansible_collections.portail.https.plugins.module_utils._acme.errors import (
+    AcmeError,
+    AcmeTimeout,
+    ProblemError,
+    RateLimited,
+    TransportError,
+    ValidationFailed,
 )
-
-
-class CertificateError(Exception):
-    """A failure to report for one certificate (message names identifier, challenge and CA detail)."""
+from ansible_collections.portail.https.plugins.module_utils._acme.utils import Deadline
+from ansible_collections.portail.https.plugins.plugin_utils import _renewal
+from ansible_collections.portail.https.plugins.plugin_utils._certificate_request import CertSpec
 
 
 class HostError(Exception):
-    """The host module failed; ``msg`` is its message."""
+    """A host step failed; the message says what the host reported."""
+
+
+class Failure(Exception):
+    """The failure of one certificate, typed up to the task result.
+
+    ``step`` is one of: inspect, lock, account, order, authorization, challenge, validation, finalize,
+    download, deploy, cleanup.
+    """
+
+    def __init__(
+        self,
+        step: str,
+        detail: str,
+        *,
+        identifier: t.Optional[str] = None,
+        problem: t.Optional[dict[str, t.Any]] = None,
+        hint: t.Optional[str] = None,
+    ) -> None:
+        self.step, self.detail, self.identifier, self.problem, self.hint = step, detail, identifier, problem, hint
+        super().__init__(detail)
+
+    @classmethod
+    def of(
+        cls, step: str, exc: BaseException, identifier: t.Optional[str] = None, hint: t.Optional[str] = None
+    ) -> Failure:
+        """From an engine error: the CA's problem type and detail, or the network error."""
+        if isinstance(exc, ProblemError):
+            detail = f"the CA answered {exc.short_type}" + (f" (HTTP {exc.status})" if exc.status else "")
+            detail += f": {exc.detail}" if exc.detail else ""
+            if exc.subproblems:
+                detail += " [" + "; ".join(str(s) for s in exc.subproblems) + "]"
+            return cls(
+                step, detail, identifier=identifier or exc.identifier, problem=exc.to_dict(), hint=hint or _hint(exc)
+            )
+        if isinstance(exc, TransportError):
+            return cls(step, str(exc), identifier=identifier, hint=hint or NETWORK_HINT)
+        return cls(step, str(exc), identifier=identifier, hint=hint)
+
+    def message(self, label: str) -> str:
+        where = f" of {self.identifier}" if self.identifier else ""
+        hint = f" ({self.hint})" if self.hint else ""
+        return f"certificate {label}: {self.step}{where}: {self.detail}{hint}"
+
+
+NETWORK_HINT = "the CA could not be reached from the controller: check the network, proxy settings and acme_directory"
+_HINTS = {
+    "rateLimited": "the CA's rate limit: wait for the time it gives before trying again; do not force renewals",
+    "rejectedIdentifier": "the CA will not issue for this name: check the name and the CA's policy",
+    "caa": "a CAA record forbids this CA: add one that authorizes it (issue / issuewild)",
+    "unauthorized": "the CA refused this account or name: check the account, EAB and the CA's policy",
+    "externalAccountRequired": "this CA needs external account binding: set eab_kid and eab_hmac_key",
+    "userActionRequired": "the CA needs the account holder to act: follow the instance URL in the CA's message",
+    "badCSR": "the CA refused the CSR made on the host: check key_type against the CA's policy",
+}
+_VALIDATION_HINTS = {
+    "http-01": "the CA must fetch http://NAME/.well-known/acme-challenge/ on port 80 of every address NAME resolves to",
+    "dns-01": "the CA must see the TXT record _acme-challenge.NAME through the public DNS",
+    "tls-alpn-01": "the CA must reach port 443 of NAME's addresses with ALPN acme-tls/1",
+}
+
+
+def _hint(exc: ProblemError) -> t.Optional[str]:
+    hint = _HINTS.get(exc.short_type)
+    if isinstance(exc, RateLimited) and exc.retry_after:
+        hint = f"the CA's rate limit: retry in {exc.retry_after:.0f} s at the earliest; do not force renewals"
+    return hint
 
 
 HostCall = t.Callable[[str, dict[str, t.Any]], dict[str, t.Any]]
-
-
-@dataclass
-class Challenge:
-    """One challenge to fulfil: what the session needs back, plus what placement needs."""
-
-    identifier: str
-    id_type: str
-    wildcard: bool
-    type: str
-    token: str
-    url: str
-    authz_url: str
-    key_authorization: str
-    handle: t.Any = None
-
-
-class AcmeSession(t.Protocol):
-    """What the orchestration needs from an ACME client (see _acme_session.py for the engine adapter)."""
-
-    directory_url: str
-
-    def request_count(self) -> int: ...
-
-    def retry_count(self) -> int: ...
-
-    def has_ari(self) -> bool: ...
-
-    def renewal_info(self, cert_id: str) -> dict[str, t.Any]: ...
-
-    def ensure_account(self) -> None: ...
-
-    def new_order(
-        self, identifiers: list[dict[str, str]], profile: t.Optional[str], replaces: t.Optional[str]
-    ) -> t.Any: ...
-
-    def challenges(self, order: t.Any, challenge_type: str) -> list[Challenge]: ...
-
-    def alpn_certificate(self, challenge: Challenge) -> tuple[str, str]: ...
-
-    def respond(self, challenge: Challenge) -> None: ...
-
-    def wait_valid(self, challenge: Challenge, deadline: float) -> None: ...
-
-    def finalize(self, order: t.Any, csr_pem: str, deadline: float) -> t.Any: ...
-
-    def download(self, order: t.Any, preferred_chain: t.Optional[str]) -> tuple[str, str]: ...
-
-
-def same_public_key(cert_pem: str, csr_pem: str) -> bool:
-    """Whether the leaf certificate certifies the key the host's CSR was made from."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import serialization
-
-    der = serialization.Encoding.DER
-    spki = serialization.PublicFormat.SubjectPublicKeyInfo
-    try:
-        leaf = x509.load_pem_x509_certificate(cert_pem.encode("ascii"))
-        csr = x509.load_pem_x509_csr(csr_pem.encode("ascii"))
-    except ValueError:
-        return False
-    return leaf.public_key().public_bytes(der, spki) == csr.public_key().public_bytes(der, spki)
-
-
-def dns01_value(key_authorization: str) -> str:
-    digest = hashlib.sha256(key_authorization.encode("ascii")).digest()
-    return base64.urlsafe_b64encode(digest).decode("ascii").rstrip("=")
-
-
-def alpn_sni(identifier: str, id_type: str) -> str:
-    """RFC 8738: an IP identifier is sent as its reverse-DNS name in SNI."""
-    if id_type == "ip":
-        return ipaddress.ip_address(identifier).reverse_pointer
-    return identifier
+Cleanup = t.Callable[[], t.Optional[str]]
 
 
 @dataclass
@@ -123,20 +113,29 @@ class Options:
     timeout: float = 300.0
     check_mode: bool = False
     alpn_lifetime: int = 600
+    contact: list[str] = field(default_factory=list)
+    terms_agreed: bool = False
+    eab: t.Optional[tuple[str, str, str]] = None
 
 
 @dataclass
 class Outcome:
     spec: CertSpec
     changed: bool = False
-    reason: str = VALID
+    reason: str = _renewal.VALID
     msg: str = ""
     before: t.Optional[dict[str, t.Any]] = None
     cert: t.Optional[dict[str, t.Any]] = None
     replaces: t.Optional[str] = None
+    renewal_window: t.Optional[dict[str, str]] = None
+    renew_at: t.Optional[str] = None
     warnings: list[str] = field(default_factory=list)
-    error: t.Optional[str] = None
+    failure: t.Optional[Failure] = None
     dns_records: list[dict[str, str]] = field(default_factory=list)
+
+    @property
+    def error(self) -> t.Optional[str]:
+        return self.failure.message(self.spec.label) if self.failure else None
 
     def result(self) -> dict[str, t.Any]:
         cert = self.cert or {}
@@ -152,26 +151,31 @@ class Outcome:
             "issuer": cert.get("issuer"),
             "key_type": cert.get("key_type"),
             "challenge": self.spec.challenge,
+            "profile": self.spec.profile,
+            "renew_at": self.renew_at,
             "cert_path": self.spec.cert_path,
             "key_path": self.spec.key_path,
             "chain_path": self.spec.chain_path,
             "fullchain_path": self.spec.fullchain_path,
         }
+        if self.renewal_window:
+            out["renewal_window"] = self.renewal_window
         if self.replaces:
             out["replaces"] = self.replaces
         if self.dns_records:
             out["dns_records"] = self.dns_records
-        if self.error:
-            out["failed"] = True
-            out["msg"] = self.error
+        if self.failure:
+            out.update(failed=True, msg=self.error, step=self.failure.step)
+            if self.failure.problem:
+                out["problem"] = self.failure.problem
         return out
 
     def diff(self) -> dict[str, t.Any]:
         before = self.before or {}
         after = self.cert or {}
         return {
-            "before_header": f"{self.spec.cert_path}",
-            "after_header": f"{self.spec.cert_path}",
+            "before_header": self.spec.cert_path,
+            "after_header": self.spec.cert_path,
             "before": _diff_text(before.get("names"), before.get("not_after")),
             "after": _diff_text(
                 after.get("names", self.spec.names) if self.changed else before.get("names"),
@@ -186,27 +190,58 @@ def _diff_text(names: t.Optional[list[str]], not_after: t.Optional[str]) -> str:
     return f"names: {', '.join(sorted(names or []))}\nnot_after: {not_after}\n"
 
 
+def _iso(value: t.Optional[datetime.datetime]) -> t.Optional[str]:
+    return value.isoformat() if value else None
+
+
+def csr_der(csr_pem: str, names: t.Sequence[str]) -> bytes:
+    """The host's CSR in DER, checked: well signed and asking for exactly the names of the order."""
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    try:
+        csr = x509.load_pem_x509_csr(csr_pem.encode("ascii"))
+        san = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except (ValueError, UnicodeError, x509.ExtensionNotFound) as exc:
+        raise Failure("finalize", f"the host's CSR is not usable: {exc}") from None
+    asked = {n.lower() for n in san.get_values_for_type(x509.DNSName)}
+    asked |= {str(ipaddress.ip_address(i)) for i in san.get_values_for_type(x509.IPAddress)}
+    if not csr.is_signature_valid or asked != set(names):
+        raise Failure("finalize", "the host's CSR does not ask for the names of this certificate; nothing was ordered")
+    return csr.public_bytes(serialization.Encoding.DER)
+
+
 class CertificateRun:
     """Processes CertSpecs for one host; ``process`` is safe to call from several threads."""
 
     def __init__(
         self,
         host_call: HostCall,
-        session_factory: t.Callable[[], AcmeSession],
+        client_factory: t.Callable[[], t.Any],
         options: Options,
         dns_factory: t.Optional[t.Callable[[dict[str, t.Any]], t.Any]] = None,
         now: t.Optional[t.Callable[[], datetime.datetime]] = None,
+        sleep: t.Callable[[float], None] = time.sleep,
     ) -> None:
         self._host_lock = threading.Lock()
         self._host_call = host_call
-        self._session_factory = session_factory
-        self._session: t.Optional[AcmeSession] = None
-        self._session_lock = threading.Lock()
+        self._client_factory = client_factory
+        self._client: t.Any = None
+        self._client_lock = threading.Lock()
+        self._account_lock = threading.Lock()
         self._alpn_locks: dict[tuple[str, int], threading.Lock] = {}
         self._alpn_guard = threading.Lock()
         self.options = options
         self.dns_factory = dns_factory
         self.now = now or (lambda: datetime.datetime.now(datetime.timezone.utc))
+        self.sleep = sleep
+        self.placers: dict[str, t.Callable[[CertSpec, list[t.Any], Deadline, Outcome], Cleanup]] = {
+            "http-01": self._place_http01,
+            "dns-01": self._place_dns01,
+            "tls-alpn-01": self._place_alpn01,
+        }
 
     # -- plumbing ---------------------------------------------------------------------------------------
 
@@ -215,18 +250,27 @@ class CertificateRun:
             return self._host_call(step, args)
 
     @property
-    def session(self) -> AcmeSession:
-        with self._session_lock:
-            if self._session is None:
-                self._session = self._session_factory()
-            return self._session
+    def client(self) -> t.Any:
+        with self._client_lock:
+            if self._client is None:
+                self._client = self._client_factory()
+            return self._client
 
-    def session_if_made(self) -> t.Optional[AcmeSession]:
-        return self._session
+    def client_if_made(self) -> t.Any:
+        return self._client
 
-    def _alpn_lock(self, spec: CertSpec) -> threading.Lock:
-        with self._alpn_guard:
-            return self._alpn_locks.setdefault((spec.alpn_address, spec.alpn_port), threading.Lock())
+    def _ensure_account(self) -> None:
+        from ansible_collections.portail.https.plugins.module_utils._acme.account import Account
+
+        with self._account_lock:
+            client = self.client
+            if client.account_url:
+                return
+            account = Account(client)
+            if not account.find():
+                kid, hmac_key, alg = self.options.eab or (None, None, "HS256")
+                contact = [c if ":" in c else f"mailto:{c}" for c in self.options.contact]
+                account.create(contact or None, self.options.terms_agreed, kid, hmac_key, alg)
 
     @staticmethod
     def _paths(spec: CertSpec) -> dict[str, t.Any]:
@@ -237,148 +281,204 @@ class CertificateRun:
             "fullchain_path": spec.fullchain_path,
         }
 
+    def _step(self, step: str, spec: CertSpec, args: dict[str, t.Any]) -> dict[str, t.Any]:
+        try:
+            return self.host(step, args)
+        except HostError as exc:
+            raise Failure("lock" if step == "prepare" else step, str(exc)) from None
+
     # -- one certificate --------------------------------------------------------------------------------
 
     def process(self, spec: CertSpec) -> Outcome:
         outcome = Outcome(spec)
         try:
             self._process(spec, outcome)
-        except (CertificateError, HostError) as exc:
-            outcome.error = f"certificate {spec.label}: {exc}"
+        except Failure as exc:
+            outcome.failure = exc
+        except HostError as exc:
+            outcome.failure = Failure("inspect", str(exc))
         return outcome
 
-    def _process(self, spec: CertSpec, out: Outcome) -> None:
-        state = self.host(
-            "inspect",
-            dict(
-                self._paths(spec),
-                webroot=spec.webroot if spec.challenge == "http-01" else [],
-                challenge_dir=[spec.challenge_dir] if spec.challenge == "http-01" and spec.challenge_dir else [],
-                owner=spec.owner,
-                group=spec.group,
-                mode=spec.mode,
-                key_mode=spec.key_mode,
-                fix_attributes=True,
-                # one round trip less per issuance: the host makes the key and CSR when its rules say due
-                prepare_if_due=not self.options.check_mode,
-                names=spec.names,
-                key_type=spec.key_type,
-                renew_remaining_fraction=spec.renew_remaining_fraction,
-                force=spec.force,
-            ),
+    def _inspect(self, spec: CertSpec, deadline: Deadline) -> dict[str, t.Any]:
+        """The host's state; while another run holds this certificate's lock, wait for it (bounded)."""
+        args = dict(
+            self._paths(spec),
+            webroot=spec.webroot if spec.challenge == "http-01" else [],
+            challenge_dir=[spec.challenge_dir] if spec.challenge == "http-01" and spec.challenge_dir else [],
+            owner=spec.owner,
+            group=spec.group,
+            mode=spec.mode,
+            key_mode=spec.key_mode,
+            # a missing file or force is due by the rule below whatever the clock: prepare in this round trip
+            prepare_if_due=not self.options.check_mode,
+            names=spec.names,
+            key_type=spec.key_type,
+            force=spec.force,
         )
+        while True:
+            state = self._step("inspect", spec, args)
+            locked = state.get("locked")
+            if not locked:
+                return state
+            wait = float(locked.get("expires_in") or 1)
+            if deadline.remaining() < 1:
+                raise Failure(
+                    "lock",
+                    f"another run holds the lock of this certificate on the host ({wait:.0f} s left on its lease)",
+                    hint="a second acme_certificate run on the same certificate; this one waited for its timeout",
+                )
+            self.sleep(max(0.2, min(wait, 2.0, deadline.remaining())))
+
+    def _process(self, spec: CertSpec, out: Outcome) -> None:
+        deadline = Deadline(self.options.timeout, f"certificate {spec.label}")
+        state = self._inspect(spec, deadline)
         if state.get("missing_webroots"):
-            raise CertificateError(
-                "http-01 webroot does not exist on the host: "
-                + ", ".join(state["missing_webroots"])
-                + " (create it and serve it as /.well-known/acme-challenge/ on port 80); no order was created"
+            raise Failure(
+                "inspect",
+                "http-01 webroot does not exist on the host: " + ", ".join(state["missing_webroots"]),
+                hint="create it and serve it as /.well-known/acme-challenge/ on port 80; no order was created",
             )
-        out.before = state.get("cert")
-        out.cert = state.get("cert")
+        out.before = out.cert = state.get("cert")
         out.changed = bool(state.get("changed"))
+        out.warnings.extend(f"certificate {spec.label}: {w}" for w in state.get("warnings") or [])
         now = self.now()
-        reason, msg = decide_local(spec, state, now)
-        cert_id = None
-        if out.before:
-            cert_id = ari_cert_id(out.before.get("aki"), out.before["serial"])
-        if reason == VALID and self.options.use_ari and cert_id:
-            meta = state.get("meta") or {}
-            known = meta.get("directory") == self.options.directory_url
-            if not (known and not meta.get("ari")):
-                session = self.session
-                if session.has_ari():
-                    renew, ari_msg = ari_says_renew(session.renewal_info(cert_id), now)
-                    if renew:
-                        reason, msg = ARI_WINDOW, ari_msg
-                    else:
-                        msg = f"{msg}; {ari_msg}"
-        out.reason, out.msg = reason, msg
+        decision = _renewal.decide(
+            state,
+            names=spec.names,
+            key_type=spec.key_type,
+            fraction=spec.renew_remaining_fraction,
+            force=spec.force,
+            cert_path=spec.cert_path,
+            key_path=spec.key_path,
+            now=now,
+        )
+        cid = _renewal.cert_id(out.before) if out.before else None
+        if not decision.due and cid and self.options.use_ari:
+            decision = self._ari(spec, state, decision, cid, now, out)
+        out.reason, out.msg, out.renew_at = decision.reason, decision.msg, _iso(decision.renew_at)
         prepared = state.get("prepared")
-        if reason == VALID:
+        if not decision.due:
             if prepared:
-                # the host's clock put it on the other side of the renewal threshold: undo its preparation
                 self._discard(spec, prepared, out)
             return
-        out.changed = True
         if self.options.check_mode:
-            out.msg = f"would issue: {msg}"
+            out.changed = True
+            out.msg = f"would issue: {decision.msg}"
             return
-        self._issue(spec, out, reason, cert_id, prepared)
+        self._issue(spec, out, decision, cid, prepared, deadline)
+
+    def _ari(
+        self,
+        spec: CertSpec,
+        state: t.Mapping[str, t.Any],
+        decision: _renewal.Decision,
+        cid: str,
+        now: datetime.datetime,
+        out: Outcome,
+    ) -> _renewal.Decision:
+        """The CA's opinion on a certificate the local rule finds valid; a CA outage only warns."""
+        meta = state.get("meta") or {}
+        if meta.get("directory") == self.options.directory_url and not meta.get("ari"):
+            return decision  # the CA that issued it has no ARI (recorded at deploy): no request at all
+        try:
+            client = self.client
+            if not client.directory.renewal_info:
+                return decision
+            info = client.ari.fetch(cid)
+        except AcmeError as exc:
+            out.warnings.append(
+                f"certificate {spec.label}: the CA's renewal information could not be read ({exc}); "
+                f"not due by the local rule ({decision.msg}), so nothing was changed"
+            )
+            return decision
+        out.renewal_window = {"start": info.start.isoformat(), "end": info.end.isoformat()}
+        return _renewal.ari(decision, info, now)
 
     def _discard(self, spec: CertSpec, prep: t.Mapping[str, t.Any], out: Outcome) -> None:
         try:
-            self.host(
-                "discard",
-                {
-                    "key_path": spec.key_path,
-                    "pending_created": prep.get("pending_created", False),
-                    "created_dirs": prep.get("created_dirs", []),
-                },
-            )
+            self.host("discard", dict(self._paths(spec), **{k: v for k, v in prep.items() if k != "csr"}))
         except HostError as exc:
-            out.warnings.append(f"certificate {spec.label}: removing the pending key: {exc}")
+            out.warnings.append(f"certificate {spec.label}: cleanup: removing the pending key: {exc}")
+
+    def _prepare(self, spec: CertSpec, deadline: Deadline) -> dict[str, t.Any]:
+        args = dict(self._paths(spec), key_type=spec.key_type, names=spec.names, owner=spec.owner)
+        while True:
+            prep = self._step("prepare", spec, args)
+            locked = prep.get("locked")
+            if not locked:
+                return prep
+            if deadline.remaining() < 1:
+                raise Failure("lock", "another run holds the lock of this certificate on the host")
+            self.sleep(max(0.2, min(float(locked.get("expires_in") or 1), 2.0, deadline.remaining())))
 
     def _issue(
         self,
         spec: CertSpec,
         out: Outcome,
-        reason: str,
-        cert_id: t.Optional[str],
-        prepared: t.Optional[t.Mapping[str, t.Any]] = None,
+        decision: _renewal.Decision,
+        cid: t.Optional[str],
+        prepared: t.Optional[t.Mapping[str, t.Any]],
+        deadline: Deadline,
     ) -> None:
-        deadline = time.monotonic() + self.options.timeout
-        try:
-            session = self.session
-            try:
-                session.ensure_account()
-            except Exception as exc:
-                raise CertificateError(f"ACME account at {session.directory_url}: {exc}") from None
-            replaces = None
-            if cert_id and reason != MISSING and session.has_ari():
-                old = set((out.before or {}).get("names") or [])
-                if reason != NAMES_CHANGED or old & set(spec.names):
-                    replaces = cert_id
-        except BaseException:
-            if prepared:
-                # the host made the key and CSR in the inspect round trip: take them back
-                self._discard(spec, prepared, out)
-            raise
-        prep = prepared or self.host(
-            "prepare", dict(self._paths(spec), key_type=spec.key_type, names=spec.names, owner=spec.owner)
-        )
-        cleanups: list[t.Callable[[], t.Optional[str]]] = []
+        host_changed = out.changed
+        prep: t.Optional[t.Mapping[str, t.Any]] = prepared
+        cleanups: list[Cleanup] = []
         http01: dict[str, t.Any] = {}
         ok = False
         try:
-            order = self._new_order(session, spec, replaces)
-            out.replaces = replaces
-            challenges = session.challenges(order, spec.challenge)
-            if challenges:
-                self._place_and_validate(session, spec, challenges, cleanups, deadline, out, http01)
             try:
-                order = session.finalize(order, prep["csr"], deadline)
-                cert_pem, chain_pem = session.download(order, spec.preferred_chain)
-            except Exception as exc:
-                raise CertificateError(f"finalizing the order for {', '.join(spec.names)}: {exc}") from None
-            if not same_public_key(cert_pem, prep["csr"]):
-                raise CertificateError(
-                    f"the certificate issued for {', '.join(spec.names)} does not carry the key of the CSR; "
-                    "nothing was deployed"
-                )
-            meta = {"directory": session.directory_url, "ari": bool(session.has_ari())}
-            deployed = self.host(
+                self._ensure_account()
+            except AcmeError as exc:
+                raise Failure.of("account", exc) from None
+            if prep is None:
+                prep = self._prepare(spec, deadline)
+                if prep.get("already_valid"):
+                    return
+            csr = csr_der(prep["csr"], spec.names)
+            replaces = None
+            if cid and decision.reason != _renewal.MISSING and self.client.directory.renewal_info:
+                old = set((out.before or {}).get("names") or [])
+                if decision.reason != _renewal.NAMES_CHANGED or old & set(spec.names):
+                    replaces = cid
+            try:
+                order = self.client.new_order(spec.identifiers, profile=spec.profile, replaces=replaces)
+            except AcmeError as exc:
+                raise Failure.of("order", exc, ", ".join(spec.names)) from None
+            out.replaces = None if order.replaces_dropped else replaces
+            try:
+                challenges = order.pending_challenges(spec.challenge)
+            except AcmeError as exc:
+                raise Failure.of("authorization", exc) from None
+            if challenges:
+                placer = self.placers[spec.challenge]
+                cleanups.append(placer(spec, challenges, deadline, out))
+                if spec.challenge == "http-01":
+                    http01 = getattr(cleanups[-1], "placed", {})
+                self._answer(spec, challenges, deadline)
+            try:
+                order.finalize(csr, deadline)
+            except AcmeError as exc:
+                raise Failure.of("finalize", exc, ", ".join(spec.names)) from None
+            try:
+                chain = order.download(spec.preferred_chain)
+            except AcmeError as exc:
+                raise Failure.of("download", exc) from None
+            client = self.client
+            deployed = self._step(
                 "deploy",
+                spec,
                 dict(
                     self._paths(spec),
-                    cert_pem=cert_pem,
-                    chain_pem=chain_pem,
+                    prepared={k: v for k, v in prep.items() if k != "csr"},
+                    cert_pem=chain.cert_pem.decode("ascii"),
+                    chain_pem=chain.chain_pem.decode("ascii"),
                     owner=spec.owner,
                     group=spec.group,
                     mode=spec.mode,
                     key_mode=spec.key_mode,
                     backup=spec.backup,
-                    meta=meta,
-                    # the http-01 token files are removed in the same round trip
+                    meta={"directory": client.directory_url, "ari": bool(client.directory.renewal_info)},
+                    # the http-01 token files go in the same round trip
                     files=http01.get("files", []),
                     created_dirs=http01.get("created_dirs", []),
                 ),
@@ -388,146 +488,114 @@ class CertificateRun:
             if deployed.get("http01_problem"):
                 out.warnings.append(f"certificate {spec.label}: cleanup: {deployed['http01_problem']}")
             out.cert = deployed.get("cert")
+            new = _renewal.local_renew_at(out.cert, spec.renew_remaining_fraction) if out.cert else None
+            out.renew_at = _iso(new)
             ok = True
         finally:
             for undo in reversed(cleanups):
                 problem = undo()
                 if problem:
                     out.warnings.append(f"certificate {spec.label}: cleanup: {problem}")
-            if not ok:
+            if not ok and prep is not None:
                 self._discard(spec, prep, out)
+            out.changed = ok or host_changed
 
-    def _new_order(self, session: AcmeSession, spec: CertSpec, replaces: t.Optional[str]) -> t.Any:
-        try:
-            return session.new_order(spec.identifiers, spec.profile, replaces)
-        except Exception:
-            if replaces:
-                # A CA may refuse `replaces` (already replaced, unknown); a plain order still renews.
-                try:
-                    return session.new_order(spec.identifiers, spec.profile, None)
-                except Exception as exc2:
-                    exc = exc2
-            raise CertificateError(f"creating the order for {', '.join(spec.names)}: {exc}") from None
-
-    # -- challenges -------------------------------------------------------------------------------------
-
-    def _place_and_validate(
-        self,
-        session: AcmeSession,
-        spec: CertSpec,
-        challenges: list[Challenge],
-        cleanups: list[t.Callable[[], t.Optional[str]]],
-        deadline: float,
-        out: Outcome,
-        http01: dict[str, t.Any],
-    ) -> None:
-        lock = self._alpn_lock(spec) if spec.challenge == "tls-alpn-01" else None
-        if lock is not None:
-            lock.acquire()
-            cleanups.append(lock.release)  # type: ignore[arg-type]
-        if spec.challenge == "http-01":
-            self._place_http01(spec, challenges, cleanups, http01)
-        elif spec.challenge == "dns-01":
-            self._place_dns01(spec, challenges, cleanups, deadline, out)
-        else:
-            self._place_alpn01(session, spec, challenges, cleanups)
+    def _answer(self, spec: CertSpec, challenges: list[t.Any], deadline: Deadline) -> None:
         for ch in challenges:
             try:
-                session.respond(ch)
-            except Exception as exc:
-                raise CertificateError(f"{ch.type} for {ch.identifier}: answering the challenge: {exc}") from None
+                ch.respond()
+            except AcmeError as exc:
+                raise Failure.of("challenge", exc, ch.identifier) from None
+        hint = _VALIDATION_HINTS.get(spec.challenge, "")
         for ch in challenges:
             try:
-                session.wait_valid(ch, deadline)
-            except Exception as exc:
-                raise CertificateError(f"{ch.type} validation of {ch.identifier} failed: {exc}") from None
+                ch.authz.wait_valid(deadline)
+            except ValidationFailed as exc:
+                raise Failure.of("validation", exc, ch.identifier, hint.replace("NAME", ch.identifier)) from None
+            except AcmeTimeout as exc:
+                raise Failure(
+                    "validation", f"the CA did not finish validating in time: {exc}", identifier=ch.identifier
+                ) from None
+            except AcmeError as exc:
+                failure = Failure.of("validation", exc, ch.identifier)
+                failure.detail = f"polling the authorization status: {failure.detail}"
+                raise failure from None
 
-    def _place_http01(
-        self,
-        spec: CertSpec,
-        challenges: list[Challenge],
-        cleanups: list[t.Callable[[], t.Optional[str]]],
-        http01: dict[str, t.Any],
-    ) -> None:
+    # -- challenges: one placer per type, each returns its cleanup ----------------------------------------
+
+    def _place_http01(self, spec: CertSpec, challenges: list[t.Any], deadline: Deadline, out: Outcome) -> Cleanup:
         tokens = [{"token": c.token, "content": c.key_authorization} for c in challenges]
+        args = {
+            "webroot": spec.webroot,
+            "challenge_dir": [spec.challenge_dir] if spec.challenge_dir else [],
+            "tokens": tokens,
+        }
         try:
-            placed = self.host(
-                "http01_place",
-                {
-                    "webroot": spec.webroot,
-                    "challenge_dir": [spec.challenge_dir] if spec.challenge_dir else [],
-                    "tokens": tokens,
-                },
-            )
+            placed = self.host("http01_place", args)
         except HostError as exc:
-            raise CertificateError(f"http-01 for {', '.join(c.identifier for c in challenges)}: {exc}") from None
-
-        http01.update(files=placed["files"], created_dirs=placed["created_dirs"])
+            raise Failure("challenge", f"placing the http-01 token files: {exc}", identifier=spec.names[0]) from None
+        state = {"files": placed.get("files", []), "created_dirs": placed.get("created_dirs", [])}
 
         def undo() -> t.Optional[str]:
-            if http01.get("removed_by_deploy"):
+            if state.get("removed_by_deploy"):
                 return None
             try:
-                self.host("http01_cleanup", {"files": placed["files"], "created_dirs": placed["created_dirs"]})
+                self.host("http01_cleanup", dict(args, files=state["files"], created_dirs=state["created_dirs"]))
             except HostError as exc:
                 return f"removing http-01 token files: {exc}"
             return None
 
-        cleanups.append(undo)
+        undo.placed = state  # type: ignore[attr-defined]
+        return undo
 
-    def _place_dns01(
-        self,
-        spec: CertSpec,
-        challenges: list[Challenge],
-        cleanups: list[t.Callable[[], t.Optional[str]]],
-        deadline: float,
-        out: Outcome,
-    ) -> None:
-        if self.dns_factory is None:
-            raise CertificateError("dns-01 needs the DNS backend, which is not available")
+    def _place_dns01(self, spec: CertSpec, challenges: list[t.Any], deadline: Deadline, out: Outcome) -> Cleanup:
         from ansible_collections.portail.https.plugins.module_utils._dns.errors import DnsError
-        from ansible_collections.portail.https.plugins.module_utils._dns.names import challenge_name
 
+        if self.dns_factory is None:
+            raise Failure("challenge", "dns-01 needs the DNS backend (dnspython on the controller)")
         options = dict(spec.dns)
         propagation = float(options.pop("propagation_timeout", None) or 120)
+        idents = ", ".join(c.identifier for c in challenges)
+        records = [(c.dns_name, c.dns_value) for c in challenges]
         try:
             provider = self.dns_factory(options)
-            records = [(challenge_name(c.identifier), dns01_value(c.key_authorization)) for c in challenges]
         except DnsError as exc:
-            raise CertificateError(f"dns-01: {exc}") from None
-        idents = ", ".join(c.identifier for c in challenges)
+            raise Failure("challenge", f"dns-01 provider: {exc}", identifier=idents) from None
+        try:
+            purge = getattr(provider, "purge_stale", None)
+            if purge is not None:
+                # values left by an earlier run whose cleanup failed: oversized TXT answers get rejected
+                purge(records)
+            placed = provider.add_txt_records(records)
+        except DnsError as exc:
+            provider.cleanup(records)  # a batch may have been applied in part, in another zone
+            raise Failure("challenge", f"placing the dns-01 TXT records: {exc}", identifier=idents) from None
+        out.dns_records = [{"name": r.name, "target": r.target or r.name, "zone": r.zone} for r in placed]
 
         def undo() -> t.Optional[str]:
             errors = provider.cleanup(records)
-            return "; ".join(errors) if errors else None
+            return "; ".join(errors) + " (the next run removes them)" if errors else None
 
-        try:
-            placed = provider.add_txt_records(records)
-            out.dns_records = [{"name": r.name, "target": r.target or r.name, "zone": r.zone} for r in placed]
-        except DnsError as exc:
-            # a batch may have been partly applied in another zone: remove whatever is there
-            provider.cleanup(records)
-            raise CertificateError(f"dns-01 for {idents}: placing TXT records: {exc}") from None
-        cleanups.append(undo)
-        wait_until = min(deadline, time.monotonic() + propagation)
+        wait_until = time.monotonic() + min(deadline.remaining(), propagation)
         try:
             provider.wait_visible_records(records, wait_until)
         except DnsError as exc:
+            problem = undo()
             lagging = getattr(exc, "lagging", None)
             extra = f" ({'; '.join(lagging)})" if lagging else ""
-            raise CertificateError(f"dns-01 for {idents}: waiting for the TXT records: {exc}{extra}") from None
+            if problem:
+                out.warnings.append(f"certificate {spec.label}: cleanup: {problem}")
+            raise Failure("challenge", f"waiting for the dns-01 TXT records: {exc}{extra}", identifier=idents) from None
+        return undo
 
-    def _place_alpn01(
-        self,
-        session: AcmeSession,
-        spec: CertSpec,
-        challenges: list[Challenge],
-        cleanups: list[t.Callable[[], t.Optional[str]]],
-    ) -> None:
+    def _place_alpn01(self, spec: CertSpec, challenges: list[t.Any], deadline: Deadline, out: Outcome) -> Cleanup:
+        with self._alpn_guard:
+            lock = self._alpn_locks.setdefault((spec.alpn_address, spec.alpn_port), threading.Lock())
         certs = []
         for c in challenges:
-            cert_pem, key_pem = session.alpn_certificate(c)
-            certs.append({"sni": alpn_sni(c.identifier, c.id_type), "cert": cert_pem, "key": key_pem})
+            cert_pem, key_pem = c.tls_alpn_certificate()
+            certs.append({"sni": c.tls_alpn_sni, "cert": cert_pem.decode("ascii"), "key": key_pem.decode("ascii")})
+        lock.acquire()
         try:
             started = self.host(
                 "alpn_start",
@@ -539,13 +607,17 @@ class CertificateRun:
                 },
             )
         except HostError as exc:
-            raise CertificateError(f"tls-alpn-01 for {', '.join(c.identifier for c in challenges)}: {exc}") from None
+            lock.release()
+            idents = ", ".join(c.identifier for c in challenges)
+            raise Failure("challenge", f"starting the tls-alpn-01 responder: {exc}", identifier=idents) from None
 
         def undo() -> t.Optional[str]:
             try:
                 self.host("alpn_stop", {"responder": started["responder"]})
             except HostError as exc:
                 return f"stopping the tls-alpn-01 responder: {exc}"
+            finally:
+                lock.release()
             return None
 
-        cleanups.append(undo)
+        return undo

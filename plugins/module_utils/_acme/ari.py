@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import datetime
+import hashlib
 import random
 from typing import Any, Optional, Union
 
@@ -48,7 +49,13 @@ def cert_id(cert: Union[x509.Certificate, bytes, str]) -> str:
 
 
 class RenewalInfo:
-    """A suggested renewal window and the time this client picked in it."""
+    """A suggested renewal window and the point this client picked in it (RFC 9773 section 4.2).
+
+    The point is uniformly distributed over the window, so a fleet's renewals spread over it instead of
+    bunching on its first day, and it is stable: it is drawn from a generator seeded with the certificate
+    ID and the window, so every run of a scheduled renewal (every few hours) picks the same point for the
+    same window, and a new window (the CA moved it) gives a new point.
+    """
 
     def __init__(
         self,
@@ -64,9 +71,20 @@ class RenewalInfo:
         self.end = end
         self.explanation_url = explanation_url
         self.retry_after = retry_after
-        rng = rng or random.SystemRandom()
+        if rng is None:
+            seed = hashlib.sha256(f"{cert_id}|{start.isoformat()}|{end.isoformat()}".encode()).digest()
+            rng = random.Random(int.from_bytes(seed[:8], "big"))  # noqa: S311 - spreading, not secrecy
         span = max(0.0, (end - start).total_seconds())
         self.selected = start + datetime.timedelta(seconds=rng.uniform(0, span))
+
+    @classmethod
+    def from_document(cls, cert_id: str, data: Any, retry_after: Optional[float] = None) -> RenewalInfo:
+        window = data.get("suggestedWindow") if isinstance(data, dict) else None
+        start = parse_timestamp((window or {}).get("start"))
+        end = parse_timestamp((window or {}).get("end"))
+        if start is None or end is None or end < start:
+            raise AcmeError(f"the CA's renewal information for {cert_id} has no valid suggestedWindow")
+        return cls(cert_id, start, end, data.get("explanationURL"), retry_after)
 
     def should_renew(self, now: Optional[datetime.datetime] = None) -> bool:
         """True when the picked point in the window has passed (always true once the window is past)."""
@@ -94,18 +112,17 @@ class Ari:
     def renewal_info(
         self, cert: Union[x509.Certificate, bytes, str], rng: Optional[random.Random] = None
     ) -> RenewalInfo:
+        info = self.fetch(cert_id(cert))
+        if rng is not None:
+            info = RenewalInfo(info.cert_id, info.start, info.end, info.explanation_url, info.retry_after, rng)
+        return info
+
+    def fetch(self, cid: str) -> RenewalInfo:
+        """The renewalInfo of a certificate ID (section 4.1), with the CA's Retry-After."""
         base = self.client.directory.renewal_info
         if not base:
             raise UnsupportedError(f"the CA {self.client.directory_url} does not offer renewal information (ARI)")
-        cid = cert_id(cert)
-        url = base.rstrip("/") + "/" + cid
-        resp = self.client.http("GET", url, kind="renewalInfo")
+        resp = self.client.http("GET", base.rstrip("/") + "/" + cid, kind="renewalInfo")
         if resp.status != 200:
             raise self.client._error(resp, context="fetching renewal information")
-        data = resp.json()
-        window = data.get("suggestedWindow") if isinstance(data, dict) else None
-        start = parse_timestamp((window or {}).get("start"))
-        end = parse_timestamp((window or {}).get("end"))
-        if start is None or end is None or end < start:
-            raise AcmeError(f"the CA's renewal information for {cid} has no valid suggestedWindow")
-        return RenewalInfo(cid, start, end, data.get("explanationURL"), resp.retry_after, rng)
+        return RenewalInfo.from_document(cid, resp.json(), resp.retry_after)

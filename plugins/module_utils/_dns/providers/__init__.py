@@ -21,3 +21,20 @@ def make_provider(kind: str, options: t.Mapping[str, t.Any]) -> DnsProvider:
     if kind == "rfc2136":
         return Rfc2136Provider(Rfc2136Config.from_options(options))
     raise DnsConfigError(f"unknown DNS provider {kind!r}; known: {', '.join(PROVIDERS)}")
+
+
+def options_spec() -> dict[str, dict[str, t.Any]]:
+    """The ``dns`` suboptions of acme_certificate: every provider's options, ``provider`` and the wait."""
+    return {
+        "provider": {"type": "str", "default": "rfc2136", "choices": list(PROVIDERS)},
+        "server": {"type": "str"},
+        "port": {"type": "int"},
+        "key_name": {"type": "str"},
+        "key_secret": {"type": "str", "no_log": True},
+        "key_algorithm": {"type": "str"},
+        "timeout": {"type": "float"},
+        "ttl": {"type": "int"},
+        "resolvers": {"type": "list", "elements": "str"},
+        "nameserver_port": {"type": "int"},
+        "propagation_timeout": {"type": "float"},
+    }

@@ -1,37 +1,15 @@
-"""Input validation and renewal decisions of acme_certificate (no I/O)."""
+"""Input validation and the option table of acme_certificate (no I/O)."""
 
 from __future__ import annotations
 
-import datetime
-
 import pytest
 from ansible_collections.portail.https.plugins.plugin_utils import _certificate_request as cr
-
-NOW = datetime.datetime(2026, 11, 23, 12, 0, tzinfo=datetime.timezone.utc)
 
 
 def args(**kw):
     base = {"names": ["www.example.org"], "key_path": "/etc/k.pem", "cert_path": "/etc/c.pem", "webroot": ["/srv"]}
     base.update(kw)
     return base
-
-
-def state(names=("www.example.org",), key_type="ec256", days_left=60.0, lifetime=90.0, matches=True):
-    not_after = NOW + datetime.timedelta(days=days_left)
-    not_before = not_after - datetime.timedelta(days=lifetime)
-    return {
-        "missing_files": [],
-        "problems": [],
-        "key": {"key_type": key_type},
-        "cert": {
-            "names": list(names),
-            "not_before": not_before.isoformat(),
-            "not_after": not_after.isoformat(),
-            "serial": "87654321",
-            "aki": "69885b6b87464041e1b37b847ba0ae2cde01c8d4",
-            "matches_key": matches,
-        },
-    }
 
 
 @pytest.mark.parametrize(
@@ -73,7 +51,7 @@ def test_bad_names(raw, challenge, message):
 def test_build_specs_single_and_list():
     [spec] = cr.build_specs(args(names=["B.example.org", "b.example.org", "a.example.org"]))
     assert spec.names == ["b.example.org", "a.example.org"]
-    assert spec.mode == "0644" and spec.key_mode == "0600"
+    assert spec.mode == 0o644 and spec.key_mode == 0o600
     specs = cr.build_specs(
         {
             "webroot": ["/srv"],
@@ -95,6 +73,11 @@ def test_build_specs_single_and_list():
         ({"challenge": "dns-01"}, "dns.server"),
         ({"key_path": "relative.pem"}, "absolute path"),
         ({"mode": "rwx"}, "octal"),
+        ({"mode": 644}, "quoted octal string"),
+        ({"mode": 420}, "quoted octal string"),
+        ({"key_mode": "0644"}, "private key"),
+        ({"key_mode": "0602"}, "private key"),
+        ({"dns": {"bogus": 1}, "challenge": "dns-01"}, "unknown dns option"),
         ({"renew_remaining_fraction": 1.5}, "between 0 and 1"),
         ({"alpn_address": "host; rm"}, "IP address"),
         ({"certificates": [{"names": ["x.example.org"], "bogus": 1}], "names": None}, "unknown option"),
@@ -114,43 +97,50 @@ def test_two_certificates_same_path_refused():
         cr.build_specs({"webroot": ["/srv"], "certificates": items})
 
 
-@pytest.mark.parametrize(
-    ("st", "spec_kw", "reason"),
-    [
-        (state(), {}, cr.VALID),
-        ({"missing_files": ["/etc/c.pem"], "cert": None}, {}, cr.MISSING),
-        (state(names=("old.example.org",)), {}, cr.NAMES_CHANGED),
-        (state(key_type="rsa2048"), {}, cr.KEY_TYPE_CHANGED),
-        (state(matches=False), {}, cr.KEY_MISMATCH),
-        (state(days_left=29), {}, cr.EXPIRING),
-        (state(days_left=31), {}, cr.VALID),
-        (state(days_left=50), {"renew_remaining_fraction": 0.6}, cr.EXPIRING),
-        (state(days_left=-1), {}, cr.EXPIRING),
-        (state(), {"force": True}, cr.FORCED),
-    ],
-)
-def test_decide_local(st, spec_kw, reason):
-    [spec] = cr.build_specs(args(**spec_kw))
-    assert cr.decide_local(spec, st, NOW)[0] == reason
+def test_key_mode_group_read_is_allowed():
+    [spec] = cr.build_specs(args(key_mode="0640", mode="644"))
+    assert spec.key_mode == 0o640 and spec.mode == 0o644
 
 
-def test_names_changed_message_lists_added_and_dropped():
-    [spec] = cr.build_specs(args(names=["www.example.org", "new.example.org"]))
-    _reason, msg = cr.decide_local(spec, state(names=("www.example.org", "gone.example.org")), NOW)
-    assert "adds new.example.org" in msg and "drops gone.example.org" in msg
+def test_argument_spec_is_derived_from_the_table():
+    spec = cr.argument_spec()
+    assert "name" not in spec  # an item-only option
+    assert spec["dns"]["options"]["key_secret"]["no_log"] is True
+    assert spec["key_type"]["choices"] == list(cr.KEY_TYPES)
+    assert not any("item" in opt for opt in spec.values())
+    assert set(cr.ITEM_OPTIONS) >= {"name", "names", "dns", "key_type", "profile"}
 
 
-def test_ari_cert_id_rfc9773_example():
-    # RFC 9773 section 4.1: AKI 69:88:5B:6B:87:46:40:41:E1:B3:7B:84:7B:A0:AE:2C:DE:01:C8:D4, serial 00:87:65:43:21
-    assert (
-        cr.ari_cert_id("69885b6b87464041e1b37b847ba0ae2cde01c8d4", "87654321") == "aYhba4dGQEHhs3uEe6CuLN4ByNQ.AIdlQyE"
+def test_secrets_found_everywhere_the_table_says():
+    found = cr.secrets(
+        {
+            "account_key_content": "-----BEGIN PRIVATE KEY-----xyz",
+            "eab_hmac_key": "hmac-secret-1",
+            "dns": {"key_secret": "tsig-secret-1", "server": "ns1.example.org"},
+            "certificates": [{"dns": {"key_secret": "tsig-secret-2"}}, "not a dict"],
+            "names": ["www.example.org"],
+        }
     )
-    assert cr.ari_cert_id(None, "01") is None
+    assert set(found) == {"-----BEGIN PRIVATE KEY-----xyz", "hmac-secret-1", "tsig-secret-1", "tsig-secret-2"}
 
 
-def test_ari_window():
-    inside = {"suggestedWindow": {"start": "2026-11-22T00:00:00Z", "end": "2026-11-24T00:00:00Z"}}
-    before = {"suggestedWindow": {"start": "2026-12-01T00:00:00.123456789Z", "end": "2026-12-03T00:00:00Z"}}
-    assert cr.ari_says_renew(inside, NOW)[0] is True
-    assert cr.ari_says_renew(before, NOW)[0] is False
-    assert cr.ari_says_renew({}, NOW)[0] is False
+def test_module_documentation_matches_the_table():
+    """The docs' option list is held to the table: same names, types, defaults, choices and no_log."""
+    import yaml
+    from ansible_collections.portail.https.plugins.modules import acme_certificate as mod
+
+    doc = yaml.safe_load(mod.DOCUMENTATION)["options"]
+    from ansible_collections.portail.https.plugins.doc_fragments.acme import ModuleDocFragment
+
+    doc.update({k: v for k, v in yaml.safe_load(ModuleDocFragment.DOCUMENTATION)["options"].items() if k not in doc})
+    spec = cr.argument_spec()
+    assert set(spec) <= set(doc), sorted(set(spec) - set(doc))
+    for name, opt in spec.items():
+        d = doc[name]
+        assert d.get("type", "str") == opt["type"], name
+        if "choices" in opt:
+            assert list(d.get("choices")) == list(opt["choices"]), name
+        if "default" in opt and opt["default"] not in ([], None):
+            assert d.get("default") == opt["default"] or str(d.get("default")) == str(opt["default"]), name
+    for name in spec["dns"]["options"]:
+        assert name in doc["dns"]["suboptions"], name

@@ -1,0 +1,473 @@
+"""CertificateRun with fakes of the host and of the ACME engine's objects: every decision and cleanup path."""
+
+from __future__ import annotations
+
+import datetime
+
+import pytest
+from ansible_collections.portail.https.plugins.module_utils._acme.ari import RenewalInfo
+from ansible_collections.portail.https.plugins.module_utils._acme.errors import (
+    AcmeError,
+    ProblemError,
+    TransportError,
+    ValidationFailed,
+    problem_error,
+)
+from ansible_collections.portail.https.plugins.plugin_utils import _certificate_run as cr
+from ansible_collections.portail.https.plugins.plugin_utils._certificate_request import build_specs
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+NOW = datetime.datetime(2026, 11, 23, 12, 0, tzinfo=datetime.timezone.utc)
+KEY = ec.generate_private_key(ec.SECP256R1())
+
+
+def csr_pem(names):
+    builder = x509.CertificateSigningRequestBuilder().subject_name(x509.Name([]))
+    builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False)
+    from cryptography.hazmat.primitives import serialization
+
+    return builder.sign(KEY, hashes.SHA256()).public_bytes(serialization.Encoding.PEM).decode()
+
+
+def cert_state(days_left=60.0, lifetime=90.0):
+    not_after = NOW + datetime.timedelta(days=days_left)
+    return {
+        "names": ["www.example.org"],
+        "not_before": (not_after - datetime.timedelta(days=lifetime)).isoformat(),
+        "not_after": not_after.isoformat(),
+        "serial": "87654321",
+        "aki": "69885b6b87464041e1b37b847ba0ae2cde01c8d4",
+        "matches_key": True,
+        "key_type": "ec256",
+    }
+
+
+class FakeHost:
+    def __init__(self, states=None, fail=None, prepare_states=None):
+        self.calls = []
+        self.states = list(states or [])
+        self.prepare_states = list(prepare_states or [])
+        self.fail = fail or {}
+
+    def __call__(self, step, args):
+        self.calls.append((step, args))
+        if step in self.fail:
+            raise cr.HostError(self.fail[step])
+        if step == "inspect":
+            return self.states.pop(0) if len(self.states) > 1 else self.states[0]
+        if step == "prepare":
+            if self.prepare_states:
+                return self.prepare_states.pop(0)
+            return {"csr": csr_pem(args["names"]), "pending_created": True}
+        if step == "http01_place":
+            return {
+                "files": ["/srv/.well-known/acme-challenge/" + t["token"] for t in args["tokens"]],
+                "created_dirs": [],
+            }
+        if step == "deploy":
+            return {"cert": cert_state(90), "changed": True}
+        if step == "alpn_start":
+            return {"responder": "r1"}
+        return {}
+
+    def steps(self):
+        return [s for s, _a in self.calls]
+
+
+class FakeAuthz:
+    def __init__(self, error=None):
+        self.error = error
+
+    def wait_valid(self, deadline):
+        if self.error:
+            raise self.error
+
+
+class FakeChallenge:
+    def __init__(self, identifier, typ, authz_error=None, respond_error=None):
+        self.identifier, self.type = identifier, typ
+        self.token = "tok-" + identifier.replace(".", "-")
+        self.key_authorization = self.token + ".thumb"
+        self.dns_name = "_acme-challenge." + identifier
+        self.dns_value = "value-" + identifier
+        self.tls_alpn_sni = identifier
+        self.authz = FakeAuthz(authz_error)
+        self.respond_error = respond_error
+        self.responded = False
+
+    def tls_alpn_certificate(self):
+        return b"CERT", b"KEY"
+
+    def respond(self):
+        if self.respond_error:
+            raise self.respond_error
+        self.responded = True
+
+
+class FakeChain:
+    cert_pem = b"-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n"
+    chain_pem = b""
+
+
+class FakeOrder:
+    def __init__(self, client, challenges, replaces):
+        self.client, self.challenges, self.replaces_dropped = client, challenges, False
+        self.finalized = None
+
+    def pending_challenges(self, typ):
+        if self.client.authz_error:
+            raise self.client.authz_error
+        return self.challenges
+
+    def finalize(self, csr_der, deadline):
+        if self.client.finalize_error:
+            raise self.client.finalize_error
+        self.finalized = csr_der
+
+    def download(self, preferred):
+        return FakeChain()
+
+
+class FakeDirectory:
+    def __init__(self, ari):
+        self.renewal_info = "https://ca.example/ari" if ari else None
+
+
+class FakeAri:
+    def __init__(self, client):
+        self.client = client
+
+    def fetch(self, cid):
+        self.client.ari_calls += 1
+        if self.client.ari_error:
+            raise self.client.ari_error
+        return self.client.ari_info
+
+
+class FakeClient:
+    directory_url = "https://ca.example/dir"
+
+    def __init__(self, ari=True, order_errors=(), challenge_type="http-01", **kw):
+        self.account_url = "https://ca.example/acct/1"
+        self._ari = ari
+        self.order_errors = list(order_errors)
+        self.orders = []
+        self.ari_calls = 0
+        self.ari_error = kw.get("ari_error")
+        self.ari_info = kw.get("ari_info")
+        self.authz_error = kw.get("authz_error")
+        self.finalize_error = kw.get("finalize_error")
+        self.challenge_kw = kw.get("challenge_kw", {})
+        self.challenge_type = challenge_type
+        self.ari = FakeAri(self)
+        self.requests = 0
+
+    @property
+    def directory(self):
+        if self.ari_error and isinstance(self.ari_error, TransportError) and self._ari == "down":
+            raise self.ari_error
+        return FakeDirectory(self._ari)
+
+    def new_order(self, identifiers, profile=None, replaces=None):
+        self.orders.append((identifiers, profile, replaces))
+        if self.order_errors:
+            raise self.order_errors.pop(0)
+        chs = [FakeChallenge(i["value"], self.challenge_type, **self.challenge_kw) for i in identifiers]
+        return FakeOrder(self, chs, replaces)
+
+
+def run_one(host, client, check_mode=False, dns_factory=None, **spec_kw):
+    base = {"names": ["www.example.org"], "key_path": "/k", "cert_path": "/c", "webroot": ["/srv"]}
+    base.update(spec_kw)
+    [spec] = build_specs(base)
+    sleeps = []
+    run = cr.CertificateRun(
+        host,
+        lambda: client,
+        cr.Options(directory_url=client.directory_url, timeout=30, check_mode=check_mode),
+        dns_factory=dns_factory,
+        now=lambda: NOW,
+        sleep=sleeps.append,
+    )
+    out = run.process(spec)
+    out.sleeps = sleeps
+    return out
+
+
+MISSING = {"missing_files": ["/c"], "cert": None, "changed": False}
+
+
+def valid(**kw):
+    return {"missing_files": [], "cert": cert_state(**kw), "key": {"key_type": "ec256"}, "changed": False}
+
+
+def test_valid_certificate_costs_one_host_step_and_no_ca_request_without_ari():
+    host, client = FakeHost([valid()]), FakeClient(ari=False)
+    out = run_one(host, client)
+    assert host.steps() == ["inspect"] and not out.changed and out.reason == "valid"
+    assert client.orders == [] and out.renew_at
+
+
+def test_first_issuance_three_host_steps():
+    prepared = dict(MISSING, prepared={"csr": csr_pem(["www.example.org"]), "pending_created": True}, changed=True)
+    host, client = FakeHost([prepared]), FakeClient()
+    out = run_one(host, client)
+    assert out.failure is None, out.error
+    assert host.steps() == ["inspect", "http01_place", "deploy"]
+    deploy = host.calls[-1][1]
+    assert deploy["files"] == ["/srv/.well-known/acme-challenge/tok-www-example-org"]
+    assert out.changed and out.reason == "missing" and client.orders[0][2] is None
+
+
+def test_expiring_certificate_prepares_then_orders_with_replaces():
+    host, client = FakeHost([valid(days_left=10)]), FakeClient(ari=True)
+    out = run_one(host, client)
+    assert out.failure is None, out.error
+    assert host.steps() == ["inspect", "prepare", "http01_place", "deploy"]
+    assert client.orders[0][2] == "aYhba4dGQEHhs3uEe6CuLN4ByNQ.AIdlQyE" and out.replaces
+
+
+def test_ari_window_renews_a_valid_certificate():
+    info = RenewalInfo.from_document(
+        "x", {"suggestedWindow": {"start": "2026-11-01T00:00:00Z", "end": "2026-11-02T00:00:00Z"}}
+    )
+    host, client = FakeHost([valid()]), FakeClient(ari_info=info)
+    out = run_one(host, client)
+    assert out.reason == "ari_window" and out.changed and "prepare" in host.steps()
+    assert out.renewal_window == {"start": info.start.isoformat(), "end": info.end.isoformat()}
+
+
+def test_ari_outage_on_a_not_due_certificate_only_warns():
+    host = FakeHost([valid()])
+    client = FakeClient(ari_error=TransportError("GET https://ca.example/ari/x: connection refused"))
+    out = run_one(host, client)
+    assert out.failure is None and not out.changed and out.reason == "valid"
+    assert any("renewal information could not be read" in w for w in out.warnings)
+    assert host.steps() == ["inspect"]
+
+
+def test_ari_skipped_when_the_issuing_ca_has_none():
+    state = dict(valid(), meta={"directory": "https://ca.example/dir", "ari": False})
+    client = FakeClient(ari=True)
+    run_one(FakeHost([state]), client)
+    assert client.ari_calls == 0
+
+
+def test_new_order_refused_on_first_issuance_keeps_the_ca_problem():
+    problem = {"type": "urn:ietf:params:acme:error:rateLimited", "detail": "too many certificates for example.org"}
+    client = FakeClient(order_errors=[problem_error(problem, status=429, retry_after=3600)])
+    host = FakeHost([MISSING])
+    out = run_one(host, client)
+    res = out.result()
+    assert res["failed"] and res["step"] == "order" and res["problem"]["type"].endswith("rateLimited")
+    assert "certificate www.example.org: order of www.example.org" in res["msg"]
+    assert "rateLimited" in res["msg"] and "too many certificates" in res["msg"] and "3600" in res["msg"]
+    assert not out.changed
+    assert host.steps() == ["inspect", "prepare", "discard"]
+
+
+def test_network_error_at_new_order_names_the_step():
+    client = FakeClient(order_errors=[TransportError("POST https://ca.example/new-order: connection failed")])
+    out = run_one(FakeHost([MISSING]), client)
+    assert out.failure.step == "order" and "connection failed" in out.error and "could not be reached" in out.error
+
+
+def test_authorization_fetch_failure_is_per_certificate():
+    client = FakeClient(authz_error=TransportError("POST https://ca.example/authz/1: connection failed"))
+    host = FakeHost([MISSING])
+    out = run_one(host, client)
+    assert out.failure.step == "authorization" and out.error.startswith("certificate www.example.org: authorization")
+    assert host.steps()[-1] == "discard"
+
+
+def test_failed_validation_cleans_tokens_and_pending_key():
+    err = ValidationFailed(
+        {"type": "urn:ietf:params:acme:error:unauthorized", "detail": "404"}, identifier="www.example.org"
+    )
+    client = FakeClient(challenge_kw={"authz_error": err})
+    host = FakeHost([MISSING])
+    out = run_one(host, client)
+    assert out.failure.step == "validation" and "port 80" in out.error and out.result()["problem"]["detail"] == "404"
+    assert host.steps() == ["inspect", "prepare", "http01_place", "http01_cleanup", "discard"]
+    assert not out.changed
+
+
+def test_status_poll_failure_is_not_called_a_failed_validation():
+    client = FakeClient(challenge_kw={"authz_error": TransportError("GET authz: connection reset")})
+    out = run_one(FakeHost([MISSING]), client)
+    assert "polling the authorization status" in out.error and "validation failed" not in out.error
+
+
+def test_challenge_answer_refused():
+    err = ProblemError({"type": "urn:ietf:params:acme:error:malformed", "detail": "nope"}, status=400)
+    out = run_one(FakeHost([MISSING]), FakeClient(challenge_kw={"respond_error": err}))
+    assert out.failure.step == "challenge" and "malformed" in out.error
+
+
+def test_deploy_failure_cleans_up():
+    host = FakeHost([MISSING], fail={"deploy": "the pending key does not match the certificate"})
+    out = run_one(host, FakeClient())
+    assert out.failure.step == "deploy" and "does not match" in out.error
+    assert host.steps()[-2:] == ["http01_cleanup", "discard"]
+
+
+def test_finalize_failure():
+    err = problem_error({"type": "urn:ietf:params:acme:error:badCSR", "detail": "key too small"}, status=400)
+    out = run_one(FakeHost([MISSING]), FakeClient(finalize_error=err))
+    assert out.failure.step == "finalize" and "key_type" in out.error
+
+
+def test_csr_for_other_names_is_never_sent():
+    host = FakeHost([MISSING], prepare_states=[{"csr": csr_pem(["evil.example.net"]), "pending_created": True}])
+    client = FakeClient()
+    out = run_one(host, client)
+    assert out.failure.step == "finalize" and client.orders == []
+    assert host.steps()[-1] == "discard"
+
+
+def test_waits_for_another_runs_lock_then_finds_nothing_to_do():
+    host = FakeHost([{"locked": {"expires_in": 30}}, {"locked": {"expires_in": 29}}, valid()])
+    out = run_one(host, FakeClient(ari=False))
+    assert out.failure is None and not out.changed and len(out.sleeps) == 2
+    assert host.steps() == ["inspect"] * 3
+
+
+def test_lock_held_past_the_timeout_fails_clearly():
+    host = FakeHost([{"locked": {"expires_in": 600}}])
+    [spec] = build_specs({"names": ["www.example.org"], "key_path": "/k", "cert_path": "/c", "webroot": ["/srv"]})
+    run = cr.CertificateRun(host, FakeClient, cr.Options(timeout=0.5), now=lambda: NOW, sleep=lambda s: None)
+    out = run.process(spec)
+    assert out.failure.step == "lock" and "another run" in out.error
+
+
+def test_prepare_locked_by_another_run_waits():
+    host = FakeHost([valid(days_left=5)], prepare_states=[{"locked": {"expires_in": 5}}])
+    out = run_one(host, FakeClient(ari=False))
+    assert out.failure is None and out.sleeps and host.steps().count("prepare") == 2
+
+
+def test_check_mode_changes_nothing():
+    host = FakeHost([valid(days_left=5)])
+    client = FakeClient(ari=False)
+    out = run_one(host, client, check_mode=True)
+    assert out.changed and out.msg.startswith("would issue") and host.steps() == ["inspect"] and not client.orders
+    assert host.calls[0][1]["prepare_if_due"] is False
+
+
+def test_missing_webroot_fails_before_any_order():
+    client = FakeClient()
+    out = run_one(FakeHost([dict(MISSING, missing_webroots=["/srv"])]), client)
+    assert out.failure.step == "inspect" and not client.orders
+
+
+class FakeProvider:
+    def __init__(self, wait_error=None, cleanup_errors=()):
+        self.calls = []
+        self.wait_error = wait_error
+        self.cleanup_errors = list(cleanup_errors)
+
+    def purge_stale(self, records):
+        self.calls.append(("purge", list(records)))
+
+    def add_txt_records(self, records):
+        self.calls.append(("add", list(records)))
+
+        class R:
+            def __init__(self, n):
+                self.name, self.target, self.zone = n, None, "example.org."
+
+        return [R(n) for n, _v in records]
+
+    def wait_visible_records(self, records, deadline):
+        self.calls.append(("wait", list(records)))
+        if self.wait_error:
+            raise self.wait_error
+
+    def cleanup(self, records):
+        self.calls.append(("cleanup", list(records)))
+        return self.cleanup_errors
+
+
+def test_dns01_purges_stale_values_places_waits_and_cleans():
+    provider = FakeProvider()
+    client = FakeClient(challenge_type="dns-01")
+    out = run_one(
+        FakeHost([MISSING]),
+        client,
+        dns_factory=lambda o: provider,
+        challenge="dns-01",
+        webroot=[],
+        dns={"server": "ns1.example.org"},
+    )
+    assert out.failure is None, out.error
+    assert [c[0] for c in provider.calls] == ["purge", "add", "wait", "cleanup"]
+    assert out.dns_records[0]["name"] == "_acme-challenge.www.example.org"
+
+
+def test_dns01_wait_timeout_removes_records_and_says_which_server():
+    from ansible_collections.portail.https.plugins.module_utils._dns.errors import DnsError
+
+    provider = FakeProvider(wait_error=DnsError("127.53.0.2 did not serve the TXT record after 5.0 s"))
+    host = FakeHost([MISSING])
+    out = run_one(
+        host,
+        FakeClient(challenge_type="dns-01"),
+        dns_factory=lambda o: provider,
+        challenge="dns-01",
+        webroot=[],
+        dns={"server": "ns1.example.org"},
+    )
+    assert out.failure.step == "challenge" and "127.53.0.2" in out.error
+    assert provider.calls[-1][0] == "cleanup" and host.steps()[-1] == "discard"
+
+
+def test_dns01_cleanup_failure_is_a_warning_that_says_the_next_run_removes_it():
+    provider = FakeProvider(cleanup_errors=["primary 127.53.0.1 unreachable"])
+    out = run_one(
+        FakeHost([MISSING]),
+        FakeClient(challenge_type="dns-01"),
+        dns_factory=lambda o: provider,
+        challenge="dns-01",
+        webroot=[],
+        dns={"server": "ns1.example.org"},
+    )
+    assert out.failure is None and any("next run removes" in w for w in out.warnings)
+
+
+def test_tls_alpn01_responder_stopped_after_failure():
+    err = ValidationFailed({"type": "urn:ietf:params:acme:error:tls", "detail": "no"}, identifier="www.example.org")
+    host = FakeHost([MISSING])
+    out = run_one(
+        host,
+        FakeClient(challenge_type="tls-alpn-01", challenge_kw={"authz_error": err}),
+        challenge="tls-alpn-01",
+        webroot=[],
+    )
+    assert out.failure.step == "validation" and "acme-tls/1" in out.error
+    assert host.steps() == ["inspect", "prepare", "alpn_start", "alpn_stop", "discard"]
+
+
+def test_programming_errors_are_not_reported_as_ca_errors():
+    class Broken(FakeClient):
+        def new_order(self, *a, **k):
+            raise KeyError("bug")
+
+    with pytest.raises(KeyError):
+        run_one(FakeHost([MISSING]), Broken())
+
+
+def test_account_failure():
+    class NoAccount(FakeClient):
+        def __init__(self):
+            super().__init__()
+            self.account_url = None
+
+        @property
+        def directory(self):
+            raise AcmeError("GET https://ca.example/dir: connection failed")
+
+    out = run_one(FakeHost([MISSING]), NoAccount())
+    assert out.failure.step == "account" and "connection failed" in out.error
