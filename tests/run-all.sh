@@ -13,6 +13,7 @@ step() {
 }
 step ruff            "$BIN/ruff" check .
 step ruff-format     "$BIN/ruff" format --check .
+step mypy            bash tests/mypy.sh
 step ansible-lint    "$BIN/ansible-lint" --profile production
 step changelog-lint  "$BIN/antsibull-changelog" lint
 step sanity          bash tests/sanity/run.sh

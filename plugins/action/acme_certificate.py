@@ -8,7 +8,7 @@ import os
 import typing as t
 from concurrent.futures import ThreadPoolExecutor
 
-from ansible.errors import AnsibleActionFail
+from ansible.errors import AnsibleActionFail, AnsibleError
 from ansible.module_utils.common.text.converters import to_text
 from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
@@ -70,6 +70,15 @@ class ActionModule(ActionBase):
         if args.get("account_key_content"):
             return t.cast(str, args["account_key_content"])
         path = os.path.expanduser(args["account_key_src"])
+        if not os.path.isabs(path):
+            # relative paths resolve the way Ansible resolves files: the role's files/, then the playbook's
+            try:
+                path = self._find_needle("files", path)
+            except AnsibleError:
+                raise AnsibleActionFail(
+                    f"account_key_src {path} was not found on the controller (searched the role's and the "
+                    "playbook's files/ directories and the playbook directory)"
+                ) from None
         try:
             with open(path, encoding="ascii") as f:
                 return f.read()

@@ -196,8 +196,6 @@ def _iso(value: t.Optional[datetime.datetime]) -> t.Optional[str]:
 
 def csr_der(csr_pem: str, names: t.Sequence[str]) -> bytes:
     """The host's CSR in DER, checked: well signed and asking for exactly the names of the order."""
-    import ipaddress
-
     from cryptography import x509
     from cryptography.hazmat.primitives import serialization
 
@@ -207,7 +205,7 @@ def csr_der(csr_pem: str, names: t.Sequence[str]) -> bytes:
     except (ValueError, UnicodeError, x509.ExtensionNotFound) as exc:
         raise Failure("finalize", f"the host's CSR is not usable: {exc}") from None
     asked = {n.lower() for n in san.get_values_for_type(x509.DNSName)}
-    asked |= {str(ipaddress.ip_address(i)) for i in san.get_values_for_type(x509.IPAddress)}
+    asked |= {str(i) for i in san.get_values_for_type(x509.IPAddress)}
     if not csr.is_signature_valid or asked != set(names):
         raise Failure("finalize", "the host's CSR does not ask for the names of this certificate; nothing was ordered")
     return csr.public_bytes(serialization.Encoding.DER)
