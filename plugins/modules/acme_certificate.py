@@ -12,49 +12,50 @@ version_added: 0.1.0
 description:
   - Issues, renews and deploys certificates from an ACME CA (RFC 8555) in a single task. It is an action
     plugin. The ACME protocol and the DNS updates run on the controller, where the account key and the DNS
-    credentials stay; the managed host only runs M(portail.https.acme_certificate_host).
-  - An HTTP-01 issuance costs the host three POSIX shell commands and no Python start. The first reads the
-    files' mode and owner, the certificate, the public half of the key (C(openssl pkey -pubout)) and the
-    C(.acme.json) record, fixes drifted modes and owners, and on a first issuance also makes the key
-    (C(openssl genpkey)) and the CSR (C(openssl req)). The second writes the token files. The third writes
-    the certificate files (temporary file, flush, backup, rename, key last, rollback from the backups on
-    failure) and removes the token files. The controller checks that the certificate carries the CSR's key
-    before deploying. A certificate that is still good costs one shell command.
-  - The module M(portail.https.acme_certificate_host) does the same steps with Python and is used instead
-    when the host lacks C(openssl) 1.1.1 or later or a C(stat) that knows C(-c), and for the steps no shell
-    command covers (TLS-ALPN-01 responder, clean-up after failures).
-  - The certificate's private key is generated on the managed host (mode 0600) and never leaves it; only
-    the CSR travels. A new key is written next to O(key_path) as C(<key_path>.pending) and moved into place
-    in the same step as the new certificate, so a failed order never leaves a key that does not match the
-    served certificate. A failed run removes the pending key it created.
+    credentials stay. On the managed host every step is a POSIX shell command with C(openssl); Python runs
+    there only for the TLS-ALPN-01 responder (M(portail.https.acme_certificate_host), internal).
+  - A certificate that is still good costs one shell command on the host; an HTTP-01 issuance three
+    (inspect and make the key and CSR, place the token files, deploy and remove them). Nothing read from
+    a host file can change how the controller reads the host's answer, symbolic links are never followed
+    or written through, and directories that an account other than root can write are refused (like
+    OpenSSH's StrictModes).
+  - The private key is generated on the managed host and never leaves it; only the CSR travels, and the
+    controller checks it asks for exactly the names of the order. A per-certificate lock on the host is held
+    from the key's creation to the deployment: a second run on the same certificate waits for it, then
+    finds nothing to do. A run killed half-way leaves a lease that the next run removes with its key.
+  - The switch to a new certificate is one atomic rename, so the key and the certificates reachable through
+    O(key_path), O(cert_path), O(chain_path) and O(fullchain_path) always belong together, even if the
+    run is killed; the host checks the new certificate against the pending key right before the switch.
   - 'Decides per certificate and reports why (RV(reason)): V(missing), V(names_changed), V(key_type_changed),
-    V(key_mismatch), V(expiring) (less than O(renew_remaining_fraction) of the lifetime left), V(ari_window)
-    (inside the renewal window the CA suggests through ARI, RFC 9773) or V(forced); V(valid) when nothing is
-    done.'
-  - The decision is made locally first. When the certificate is still good, the only CA request is the ARI
-    check (C(GET renewalInfo)), and none at all when the CA that issued it has no ARI (remembered in
-    C(<cert_path>.acme.json) on the host). Renewals send C(replaces) when the CA supports ARI.
-  - Certificate, chain and full chain are written atomically (temporary file in the same directory, fsync,
-    rename); the previous files are kept as C(.bak).
-  - Challenge files, DNS records and the TLS-ALPN-01 responder are removed after success and after failure.
+    V(key_mismatch), V(expiring) (less than O(renew_remaining_fraction) of the lifetime left; certificates
+    living under 10 days renew at half their lifetime), V(ari_window) or V(forced); V(valid) when nothing
+    is done.'
+  - 'ARI (RFC 9773): for a certificate that is still good, the CA''s suggested renewal window is asked for, and
+    the certificate is renewed once a point picked at random inside the window has passed (the point is the
+    same at every run for the same window, so a fleet spreads its renewals over the window). No request is
+    made when the CA that issued the certificate has no ARI. When the CA cannot be reached, a certificate
+    that is not due by the lifetime rule stays ok (with a warning). Renewals send C(replaces).'
+  - Every failure names the certificate, the identifier, the step (RV(certificates[].step)) and the CA's
+    problem type and detail (or the network error), with what to do; the CA's problem document is returned
+    whole in RV(certificates[].problem). Challenge files, DNS records (stale values left by an earlier run
+    included) and the TLS-ALPN-01 responder are removed after success and after failure, and a failed run
+    reports C(changed) only if something on the host really changed.
   - Input is checked before the CA is contacted, malformed names, wildcards without dns-01, IP addresses
-    with dns-01, missing webroots and unknown options fail with a clear message and change nothing.
+    with dns-01, modes given as numbers, missing webroots and unknown options fail with a clear message and
+    change nothing.
   - With O(certificates), several certificates for the same host are handled in one task, concurrently,
-    sharing one ACME session.
+    sharing one ACME client.
   - B(tls-alpn-01 and a running web server.) The responder must own the address and port the CA connects
-    to (port 443 of the address the name resolves to). Either give it a free port 443 (no web server
-    listening there yet, or a web server bound to other addresses than O(alpn_address)), or route by ALPN
-    in front of the web server, for example with nginx's stream module listening on 443 -
-    C(map $ssl_preread_alpn_protocols $upstream { ~\bacme-tls/1\b 127.0.0.1:10443; default 127.0.0.1:8443; })
-    with C(ssl_preread on;) and C(proxy_pass $upstream;), the HTTP server moved to 8443 - and set
-    O(alpn_address=127.0.0.1) and O(alpn_port=10443). If the port is taken, the task fails before the
-    challenge is answered and says so.
+    to (port 443 of the address the name resolves to). Either give it a free port 443, or route by ALPN in
+    front of the web server (the nginx role of this collection can do it) and set O(alpn_address) and
+    O(alpn_port) to the internal address the route sends C(acme-tls/1) to. If the port is taken, the task
+    fails before the challenge is answered and says so.
 author:
   - portail.https contributors (@portail)
 requirements:
   - cryptography on the controller
-  - on the managed host, a POSIX shell with C(openssl) >= 1.1.1 and GNU or busybox C(stat); otherwise
-    Python >= 3.9 with cryptography (the module fallback, also needed for tls-alpn-01)
+  - on the managed host, a POSIX shell with C(openssl) >= 1.1.1 and GNU or busybox C(stat); Python >= 3.9
+    only for tls-alpn-01
   - dnspython >= 2.4 on the controller for dns-01
 attributes:
   action:
@@ -116,11 +117,15 @@ options:
     description: Group of the key and certificate files.
     type: str
   mode:
-    description: Mode of the certificate, chain and full chain files.
+    description:
+      - Mode of the certificate, chain and full chain files, as a quoted octal string. Numbers are refused
+        (YAML reads an unquoted V(644) as decimal).
     type: raw
     default: "0644"
   key_mode:
-    description: Mode of the private key.
+    description:
+      - Mode of the private key, as a quoted octal string. Read access for the group (V(0640)) is the most
+        it may grant.
     type: raw
     default: "0600"
   backup:
@@ -347,8 +352,28 @@ replaces:
   description: ARI certificate identifier sent as C(replaces) in the order.
   returned: when a renewal was ordered from a CA with ARI
   type: str
+renew_at:
+  description: When the certificate will be renewed at the latest (ISO 8601), by the lifetime rule or the
+    point picked in the CA's ARI window.
+  returned: when there is a certificate
+  type: str
+renewal_window:
+  description: The CA's suggested renewal window (ARI), with C(start) and C(end) (ISO 8601).
+  returned: when the CA was asked for it
+  type: dict
+step:
+  description: 'The step that failed: V(inspect), V(lock), V(account), V(order), V(authorization),
+    V(challenge), V(validation), V(finalize), V(download), V(deploy) or V(cleanup).'
+  returned: failure, single form
+  type: str
+problem:
+  description: The CA's problem document (RFC 7807) of the failure, with C(type), C(detail), C(status),
+    C(identifier) and C(subproblems).
+  returned: failure, when the CA sent one
+  type: dict
 certificates:
-  description: One entry per certificate with the fields above plus C(name), C(changed) and the paths.
+  description: One entry per certificate with the fields above plus C(name), C(changed), C(failed),
+    C(msg), C(step), C(problem) and the paths.
   returned: always
   type: list
   elements: dict
