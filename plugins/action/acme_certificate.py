@@ -256,6 +256,8 @@ class ActionModule(ActionBase):
                 contact=list(args["contact"] or []),
                 terms_agreed=args["terms_agreed"],
                 eab=eab,
+                preflight=args["preflight"],
+                preflight_resolvers=list(args["preflight_resolvers"] or []),
             ),
             dns_factory=dns_factory,
         )

@@ -21,7 +21,7 @@ description:
     OpenSSH's StrictModes).
   - The private key is generated on the managed host and never leaves it; only the CSR travels, and the
     controller checks it asks for exactly the names of the order. A per-certificate lock on the host is held
-    from the key's creation to the deployment: a second run on the same certificate waits for it, then
+    from the key's creation to the deployment; a second run on the same certificate waits for it, then
     finds nothing to do. A run killed half-way leaves a lease that the next run removes with its key.
   - The switch to a new certificate is one atomic rename, so the key and the certificates reachable through
     O(key_path), O(cert_path), O(chain_path) and O(fullchain_path) always belong together, even if the
@@ -47,7 +47,7 @@ description:
     sharing one ACME client.
   - B(tls-alpn-01 and a running web server.) The responder must own the address and port the CA connects
     to (port 443 of the address the name resolves to). Either give it a free port 443, or route by ALPN in
-    front of the web server (the nginx role of this collection can do it) and set O(alpn_address) and
+    front of the web server (the nginx role of this collection can do it), and set O(alpn_address) and
     O(alpn_port) to the internal address the route sends C(acme-tls/1) to. If the port is taken, the task
     fails before the challenge is answered and says so.
 author:
@@ -248,6 +248,23 @@ options:
     description: Ask the CA's renewalInfo (ARI) whether to renew a certificate that is otherwise still good.
     type: bool
     default: true
+  preflight:
+    description:
+      - Before the CA is asked to validate, fetch each http-01 token (or complete the acme-tls/1 handshake for
+        tls-alpn-01) from the controller at every address the name resolves to (A and AAAA), so that a pool
+        member or an address that would fail the CA's check stops the order before the CA records a failed
+        authorization (CAs pause names after repeated failures).
+      - An address the controller has no route to is only a warning. Switch this off when the controller
+        cannot reach the hosts' ports 80/443 at all.
+    type: bool
+    default: true
+  preflight_resolvers:
+    description:
+      - DNS servers (IP addresses) to resolve the names with for the pre-flight; the controller's resolver
+        when empty. Give the resolvers the CA sees when the controller's view of DNS differs (split horizon).
+    type: list
+    elements: str
+    default: []
   force:
     description: Issue a new certificate even when the current one is good.
     type: bool

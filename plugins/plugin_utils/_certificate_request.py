@@ -66,6 +66,8 @@ OPTIONS: dict[str, dict[str, t.Any]] = {
     "alpn_port": {"type": "int", "default": 443, "item": True},
     "renew_remaining_fraction": {"type": "float", "default": DEFAULT_FRACTION, "item": True},
     "use_ari": {"type": "bool", "default": True},
+    "preflight": {"type": "bool", "default": True},
+    "preflight_resolvers": {"type": "list", "elements": "str", "default": []},
     "force": {"type": "bool", "default": False, "item": True},
     "timeout": {"type": "float", "default": 300},
     "concurrency": {"type": "int", "default": 4},

@@ -39,8 +39,8 @@ class HostError(Exception):
 class Failure(Exception):
     """The failure of one certificate, typed up to the task result.
 
-    ``step`` is one of: inspect, lock, account, order, authorization, challenge, validation, finalize,
-    download, deploy, cleanup.
+    ``step`` is one of: inspect, lock, account, order, authorization, challenge, preflight, validation,
+    finalize, download, deploy, cleanup.
     """
 
     def __init__(
@@ -116,6 +116,8 @@ class Options:
     contact: list[str] = field(default_factory=list)
     terms_agreed: bool = False
     eab: t.Optional[tuple[str, str, str]] = None
+    preflight: bool = True
+    preflight_resolvers: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -222,6 +224,7 @@ class CertificateRun:
         dns_factory: t.Optional[t.Callable[[dict[str, t.Any]], t.Any]] = None,
         now: t.Optional[t.Callable[[], datetime.datetime]] = None,
         sleep: t.Callable[[float], None] = time.sleep,
+        preflight: t.Optional[t.Callable[..., tuple[list[str], list[str]]]] = None,
     ) -> None:
         self._host_lock = threading.Lock()
         self._host_call = host_call
@@ -235,6 +238,9 @@ class CertificateRun:
         self.dns_factory = dns_factory
         self.now = now or (lambda: datetime.datetime.now(datetime.timezone.utc))
         self.sleep = sleep
+        if preflight is None:
+            from ansible_collections.portail.https.plugins.plugin_utils._preflight import check as preflight
+        self.preflight = preflight
         self.placers: dict[str, t.Callable[[CertSpec, list[t.Any], Deadline, Outcome], Cleanup]] = {
             "http-01": self._place_http01,
             "dns-01": self._place_dns01,
@@ -452,6 +458,7 @@ class CertificateRun:
                 cleanups.append(placer(spec, challenges, deadline, out))
                 if spec.challenge == "http-01":
                     http01 = getattr(cleanups[-1], "placed", {})
+                self._preflight(spec, challenges, out)
                 self._answer(spec, challenges, deadline)
             try:
                 order.finalize(csr, deadline)
@@ -497,6 +504,21 @@ class CertificateRun:
             if not ok and prep is not None:
                 self._discard(spec, prep, out)
             out.changed = ok or host_changed
+
+    def _preflight(self, spec: CertSpec, challenges: list[t.Any], out: Outcome) -> None:
+        """What the CA will check, checked first from every address: a failure never reaches the CA."""
+        if not self.options.preflight or spec.challenge not in ("http-01", "tls-alpn-01"):
+            return
+        problems, warnings = self.preflight(spec.challenge, challenges, self.options.preflight_resolvers)
+        out.warnings.extend(f"certificate {spec.label}: {w}" for w in warnings)
+        if problems:
+            raise Failure(
+                "preflight",
+                f"{spec.challenge} is not served correctly: " + "; ".join(problems),
+                identifier=", ".join(c.identifier for c in challenges),
+                hint="the CA was not asked to validate, so no failed authorization is recorded; fix the address named "
+                "(web server, firewall, DNS) or set preflight: false if the controller cannot reach the hosts",
+            )
 
     def _answer(self, spec: CertSpec, challenges: list[t.Any], deadline: Deadline) -> None:
         for ch in challenges:

@@ -18,7 +18,6 @@ from ansible_collections.portail.https.plugins.plugin_utils._certificate_request
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 NOW = datetime.datetime(2026, 11, 23, 12, 0, tzinfo=datetime.timezone.utc)
 KEY = ec.generate_private_key(ec.SECP256R1())
@@ -179,7 +178,7 @@ class FakeClient:
         return FakeOrder(self, chs, replaces)
 
 
-def run_one(host, client, check_mode=False, dns_factory=None, **spec_kw):
+def run_one(host, client, check_mode=False, dns_factory=None, preflight=None, **spec_kw):
     base = {"names": ["www.example.org"], "key_path": "/k", "cert_path": "/c", "webroot": ["/srv"]}
     base.update(spec_kw)
     [spec] = build_specs(base)
@@ -191,6 +190,7 @@ def run_one(host, client, check_mode=False, dns_factory=None, **spec_kw):
         dns_factory=dns_factory,
         now=lambda: NOW,
         sleep=sleeps.append,
+        preflight=preflight or (lambda *a: ([], [])),
     )
     out = run.process(spec)
     out.sleeps = sleeps
@@ -338,7 +338,9 @@ def test_waits_for_another_runs_lock_then_finds_nothing_to_do():
 def test_lock_held_past_the_timeout_fails_clearly():
     host = FakeHost([{"locked": {"expires_in": 600}}])
     [spec] = build_specs({"names": ["www.example.org"], "key_path": "/k", "cert_path": "/c", "webroot": ["/srv"]})
-    run = cr.CertificateRun(host, FakeClient, cr.Options(timeout=0.5), now=lambda: NOW, sleep=lambda s: None)
+    run = cr.CertificateRun(
+        host, FakeClient, cr.Options(timeout=0.5), now=lambda: NOW, sleep=lambda s: None, preflight=lambda *a: ([], [])
+    )
     out = run.process(spec)
     assert out.failure.step == "lock" and "another run" in out.error
 
@@ -471,3 +473,34 @@ def test_account_failure():
 
     out = run_one(FakeHost([MISSING]), NoAccount())
     assert out.failure.step == "account" and "connection failed" in out.error
+
+
+def test_preflight_failure_never_reaches_the_ca():
+    client = FakeClient()
+    host = FakeHost([MISSING])
+    seen = []
+
+    def preflight(typ, challenges, resolvers):
+        seen.append((typ, [c.identifier for c in challenges]))
+        return ["www.example.org at 192.0.2.7 port 80: HTTP 404"], ["pre-flight of www.example.org: no route"]
+
+    out = run_one(host, client, preflight=preflight)
+    assert out.failure.step == "preflight" and "192.0.2.7" in out.error and "no failed authorization" in out.error
+    assert seen == [("http-01", ["www.example.org"])]
+    order_challenges = client.orders and not any(getattr(c, "responded", False) for c in [])
+    assert order_challenges
+    assert host.steps() == ["inspect", "prepare", "http01_place", "http01_cleanup", "discard"]
+    assert any("no route" in w for w in out.warnings)
+
+
+def test_preflight_passes_then_the_challenge_is_answered():
+    answered = []
+
+    class Client(FakeClient):
+        def new_order(self, *a, **k):
+            order = super().new_order(*a, **k)
+            answered.extend(order.challenges)
+            return order
+
+    out = run_one(FakeHost([MISSING]), Client(), preflight=lambda *a: ([], []))
+    assert out.failure is None and all(c.responded for c in answered)
