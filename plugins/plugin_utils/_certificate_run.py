@@ -213,6 +213,13 @@ def csr_der(csr_pem: str, names: t.Sequence[str]) -> bytes:
     return csr.public_bytes(serialization.Encoding.DER)
 
 
+def state_changed_apart_from_prepare(changed: bool, prepared: t.Optional[t.Mapping[str, t.Any]]) -> bool:
+    """Whether inspect changed the host beyond preparing (attribute repairs, a stale lease removed)."""
+    if not prepared:
+        return changed
+    return bool(prepared.get("repaired") or prepared.get("stale_removed"))
+
+
 class CertificateRun:
     """Processes CertSpecs for one host; ``process`` is safe to call from several threads."""
 
@@ -424,7 +431,8 @@ class CertificateRun:
         prepared: t.Optional[t.Mapping[str, t.Any]],
         deadline: Deadline,
     ) -> None:
-        host_changed = out.changed
+        # what the inspect round trip changed, apart from the key and CSR it made (taken back on failure)
+        host_changed = bool(state_changed_apart_from_prepare(out.changed, prepared))
         prep: t.Optional[t.Mapping[str, t.Any]] = prepared
         cleanups: list[Cleanup] = []
         http01: dict[str, t.Any] = {}

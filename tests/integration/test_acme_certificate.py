@@ -451,8 +451,11 @@ def test_validation_failure_names_identifier_and_problem(rig, account_key, tmp_p
     res = run(tmp_path, args)
     assert res.rc != 0
     msg = res.result(TASK)["msg"]
-    # the engine names the CA's problem type (urn:ietf:params:acme:error:connection) and its detail
-    assert "http-01" in msg and "cert24.portail.test" in msg and "CA error connection" in msg, msg
+    # certificate, step, identifier, the CA's problem type (urn:ietf:params:acme:error:connection) and detail
+    r = res.result(TASK)
+    assert r["step"] == "validation" and r["problem"]["type"].endswith(":connection"), r
+    assert "validation of cert24.portail.test" in msg and "the CA answered connection" in msg, msg
+    assert "port 80" in msg, msg
     assert "connection refused" in msg, msg
     assert not out.exists()
     assert challenge_files(webroot) == []
@@ -562,3 +565,54 @@ def test_drifted_modes_are_repaired_without_an_order(rig, account_key, tmp_path,
     assert all((out / f).stat().st_mode & 0o777 == 0o640 for f in ("cert.pem", "chain.pem", "fullchain.pem"))
     again = run(tmp_path, args)
     assert again.rc == 0 and again.changed() == 0
+
+
+# --- pre-flight --------------------------------------------------------------------------------------------
+
+
+def _set_a_records(rig, name: str, addresses: list[str]) -> None:
+    import dns.query
+    import dns.tsigkeyring
+    import dns.update
+
+    keyring = dns.tsigkeyring.from_text({rig["PORTAIL_TSIG_NAME"]: rig["PORTAIL_TSIG_SECRET"]})
+    upd = dns.update.UpdateMessage(rig["PORTAIL_DNS_ZONE"], keyring=keyring, keyalgorithm=rig["PORTAIL_TSIG_ALGORITHM"])
+    upd.delete(name + ".", "A")
+    for a in addresses:
+        upd.add(name + ".", 60, "A", a)
+    resp = dns.query.tcp(upd, rig["PORTAIL_DNS_PRIMARY"], timeout=5)
+    assert resp.rcode() == 0
+
+
+def test_preflight_stops_a_pool_member_that_does_not_serve(rig, account_key, tmp_path, nginx_factory):
+    # one name, two addresses (a pool of two): only the first serves the challenge path
+    name = "pf.portail.test"
+    _set_a_records(rig, name, ["127.0.30.201", "127.0.30.202"])
+    try:
+        nginx = nginx_factory(["127.0.30.201"])
+        out = tmp_path / "pf"
+        args = base(
+            rig, account_key, out, [name], webroot=str(nginx.webroot), preflight_resolvers=[rig["PORTAIL_DNS_PRIMARY"]]
+        )
+        res = run(tmp_path, args)
+        assert res.rc != 0
+        r = res.result(TASK)
+        assert r["step"] == "preflight", r["msg"]
+        assert "127.0.30.202" in r["msg"] and "no failed authorization" in r["msg"], r["msg"]
+        assert "127.0.30.201" not in r["msg"]
+        assert "problem" not in r and r["changed"] is False
+        assert not out.exists() or not (out / "cert.pem").exists()
+        assert [p for p in challenge_files(nginx.webroot) if p.is_file()] == []
+        # both members serve the challenge path: the pre-flight passes and the CA validates
+        nginx.stop()
+        both_dir = tmp_path / "both"
+        both_dir.mkdir()
+        both = Nginx(both_dir, ["127.0.30.201", "127.0.30.202"])
+        try:
+            res = run(tmp_path, dict(args, webroot=str(both.webroot)))
+            assert res.rc == 0, res.stdout[-3000:]
+            assert res.result(TASK)["changed"] is True
+        finally:
+            both.stop()
+    finally:
+        _set_a_records(rig, name, [])
