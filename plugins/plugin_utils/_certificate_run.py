@@ -213,11 +213,11 @@ def csr_der(csr_pem: str, names: t.Sequence[str]) -> bytes:
     return csr.public_bytes(serialization.Encoding.DER)
 
 
-def state_changed_apart_from_prepare(changed: bool, prepared: t.Optional[t.Mapping[str, t.Any]]) -> bool:
-    """Whether inspect changed the host beyond preparing (attribute repairs, a stale lease removed)."""
-    if not prepared:
-        return changed
-    return bool(prepared.get("repaired") or prepared.get("stale_removed"))
+def changed_beyond_prepare(state: t.Mapping[str, t.Any]) -> bool:
+    """Whether inspect changed the host beyond preparing (taken back on failure): repairs, a stale lease."""
+    if not state.get("prepared"):
+        return bool(state.get("changed"))
+    return bool(state.get("fixed") or state.get("stale_lease_removed"))
 
 
 class CertificateRun:
@@ -376,7 +376,7 @@ class CertificateRun:
             out.changed = True
             out.msg = f"would issue: {decision.msg}"
             return
-        self._issue(spec, out, decision, cid, prepared, deadline)
+        self._issue(spec, out, decision, cid, state, deadline)
 
     def _ari(
         self,
@@ -428,12 +428,12 @@ class CertificateRun:
         out: Outcome,
         decision: _renewal.Decision,
         cid: t.Optional[str],
-        prepared: t.Optional[t.Mapping[str, t.Any]],
+        state: t.Mapping[str, t.Any],
         deadline: Deadline,
     ) -> None:
         # what the inspect round trip changed, apart from the key and CSR it made (taken back on failure)
-        host_changed = bool(state_changed_apart_from_prepare(out.changed, prepared))
-        prep: t.Optional[t.Mapping[str, t.Any]] = prepared
+        host_changed = changed_beyond_prepare(state)
+        prep: t.Optional[t.Mapping[str, t.Any]] = state.get("prepared")
         cleanups: list[Cleanup] = []
         http01: dict[str, t.Any] = {}
         ok = False
