@@ -220,6 +220,14 @@ def changed_beyond_prepare(state: t.Mapping[str, t.Any]) -> bool:
     return bool(state.get("fixed") or state.get("stale_lease_removed"))
 
 
+class _LockBusy(Exception):
+    """prepare found the certificate locked by another run: wait, then inspect and decide again."""
+
+    def __init__(self, locked: t.Mapping[str, t.Any]) -> None:
+        super().__init__("locked")
+        self.locked = locked
+
+
 class CertificateRun:
     """Processes CertSpecs for one host; ``process`` is safe to call from several threads."""
 
@@ -302,17 +310,24 @@ class CertificateRun:
 
     def process(self, spec: CertSpec) -> Outcome:
         outcome = Outcome(spec)
+        deadline = Deadline(self.options.timeout, f"certificate {spec.label}")
         try:
-            self._process(spec, outcome)
+            while True:
+                try:
+                    self._process(spec, outcome, deadline)
+                    break
+                except _LockBusy as busy:
+                    # the other run may renew this certificate: wait, then look again from the start
+                    self._wait_for_lock(busy.locked, deadline)
+                    outcome = Outcome(spec)
         except Failure as exc:
             outcome.failure = exc
         except HostError as exc:
             outcome.failure = Failure("inspect", str(exc))
         return outcome
 
-    def _inspect(self, spec: CertSpec, deadline: Deadline) -> dict[str, t.Any]:
-        """The host's state; while another run holds this certificate's lock, wait for it (bounded)."""
-        args = dict(
+    def _inspect_args(self, spec: CertSpec) -> dict[str, t.Any]:
+        return dict(
             self._paths(spec),
             webroot=spec.webroot if spec.challenge == "http-01" else [],
             challenge_dir=[spec.challenge_dir] if spec.challenge == "http-01" and spec.challenge_dir else [],
@@ -326,23 +341,29 @@ class CertificateRun:
             key_type=spec.key_type,
             force=spec.force,
         )
+
+    def _wait_for_lock(self, locked: t.Mapping[str, t.Any], deadline: Deadline) -> None:
+        """Another run holds this certificate's lock on the host: wait a little (bounded by the timeout)."""
+        left = float(locked.get("expires_in") or 1)
+        if deadline.remaining() < 1:
+            raise Failure(
+                "lock",
+                f"another run holds the lock of this certificate on the host ({left:.0f} s left on its lease)",
+                hint="a second run on the same certificate; this one waited until its timeout. A killed run's lease "
+                "expires by itself and is then removed with its pending key",
+            )
+        self.sleep(max(0.2, min(left, 2.0, deadline.remaining())))
+
+    def _process(self, spec: CertSpec, out: Outcome, deadline: Deadline) -> None:
+        args = self._inspect_args(spec)
         while True:
             state = self._step("inspect", spec, args)
-            locked = state.get("locked")
-            if not locked:
-                return state
-            wait = float(locked.get("expires_in") or 1)
-            if deadline.remaining() < 1:
-                raise Failure(
-                    "lock",
-                    f"another run holds the lock of this certificate on the host ({wait:.0f} s left on its lease)",
-                    hint="a second acme_certificate run on the same certificate; this one waited for its timeout",
-                )
-            self.sleep(max(0.2, min(wait, 2.0, deadline.remaining())))
-
-    def _process(self, spec: CertSpec, out: Outcome) -> None:
-        deadline = Deadline(self.options.timeout, f"certificate {spec.label}")
-        state = self._inspect(spec, deadline)
+            decision = self._decide(spec, state)
+            # a certificate that is not due needs no lock: a run holding it (or killed holding it) is no reason
+            # to wait; a due one waits for the other run, which may well renew it
+            if not (state.get("locked") and decision.due):
+                break
+            self._wait_for_lock(state["locked"], deadline)
         if state.get("missing_webroots"):
             raise Failure(
                 "inspect",
@@ -353,16 +374,6 @@ class CertificateRun:
         out.changed = bool(state.get("changed"))
         out.warnings.extend(f"certificate {spec.label}: {w}" for w in state.get("warnings") or [])
         now = self.now()
-        decision = _renewal.decide(
-            state,
-            names=spec.names,
-            key_type=spec.key_type,
-            fraction=spec.renew_remaining_fraction,
-            force=spec.force,
-            cert_path=spec.cert_path,
-            key_path=spec.key_path,
-            now=now,
-        )
         cid = _renewal.cert_id(out.before) if out.before else None
         if not decision.due and cid and self.options.use_ari:
             decision = self._ari(spec, state, decision, cid, now, out)
@@ -377,6 +388,18 @@ class CertificateRun:
             out.msg = f"would issue: {decision.msg}"
             return
         self._issue(spec, out, decision, cid, state, deadline)
+
+    def _decide(self, spec: CertSpec, state: t.Mapping[str, t.Any]) -> _renewal.Decision:
+        return _renewal.decide(
+            state,
+            names=spec.names,
+            key_type=spec.key_type,
+            fraction=spec.renew_remaining_fraction,
+            force=spec.force,
+            cert_path=spec.cert_path,
+            key_path=spec.key_path,
+            now=self.now(),
+        )
 
     def _ari(
         self,
@@ -411,17 +434,6 @@ class CertificateRun:
         except HostError as exc:
             out.warnings.append(f"certificate {spec.label}: cleanup: removing the pending key: {exc}")
 
-    def _prepare(self, spec: CertSpec, deadline: Deadline) -> dict[str, t.Any]:
-        args = dict(self._paths(spec), key_type=spec.key_type, names=spec.names, owner=spec.owner)
-        while True:
-            prep = self._step("prepare", spec, args)
-            locked = prep.get("locked")
-            if not locked:
-                return prep
-            if deadline.remaining() < 1:
-                raise Failure("lock", "another run holds the lock of this certificate on the host")
-            self.sleep(max(0.2, min(float(locked.get("expires_in") or 1), 2.0, deadline.remaining())))
-
     def _issue(
         self,
         spec: CertSpec,
@@ -443,9 +455,12 @@ class CertificateRun:
             except AcmeError as exc:
                 raise Failure.of("account", exc) from None
             if prep is None:
-                prep = self._prepare(spec, deadline)
-                if prep.get("already_valid"):
-                    return
+                prep = self._step(
+                    "prepare", spec, dict(self._paths(spec), key_type=spec.key_type, names=spec.names, owner=spec.owner)
+                )
+                if prep.get("locked"):
+                    locked, prep = prep["locked"], None
+                    raise _LockBusy(locked)
             csr = csr_der(prep["csr"], spec.names)
             replaces = None
             if cid and decision.reason != _renewal.MISSING and self.client.directory.renewal_info:

@@ -348,7 +348,23 @@ def test_lock_held_past_the_timeout_fails_clearly():
 def test_prepare_locked_by_another_run_waits():
     host = FakeHost([valid(days_left=5)], prepare_states=[{"locked": {"expires_in": 5}}])
     out = run_one(host, FakeClient(ari=False))
-    assert out.failure is None and out.sleeps and host.steps().count("prepare") == 2
+    assert out.failure is None and out.sleeps
+    assert host.steps() == ["inspect", "prepare", "inspect", "prepare", "http01_place", "deploy"]
+
+
+def test_prepare_locked_then_the_other_run_renewed_it():
+    host = FakeHost([valid(days_left=5), valid(days_left=89)], prepare_states=[{"locked": {"expires_in": 5}}])
+    client = FakeClient(ari=False)
+    out = run_one(host, client)
+    assert out.failure is None and not out.changed and out.reason == "valid" and client.orders == []
+    assert host.steps() == ["inspect", "prepare", "inspect"]
+
+
+def test_a_lock_on_a_certificate_that_is_not_due_is_no_reason_to_wait():
+    # a run killed while holding the lock: the next no-op run does not wait for the lease to expire
+    host = FakeHost([dict(valid(), locked={"expires_in": 1700})])
+    out = run_one(host, FakeClient(ari=False))
+    assert out.failure is None and not out.sleeps and host.steps() == ["inspect"]
 
 
 def test_check_mode_changes_nothing():
