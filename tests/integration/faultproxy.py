@@ -168,7 +168,7 @@ class _Handler(BaseHTTPRequestHandler):
                 raise
         super().setup()
 
-    def log_message(self, format: str, *args: t.Any) -> None:  # noqa: A002 - the base class's name
+    def log_message(self, format: str, *args: t.Any) -> None:
         return
 
     def handle_one_request(self) -> None:
@@ -202,7 +202,7 @@ class _Handler(BaseHTTPRequestHandler):
                 return
         self._forward(body)
 
-    do_GET = do_POST = do_HEAD = do_PUT = do_DELETE = _serve  # noqa: N815 - BaseHTTPRequestHandler's names
+    do_GET = do_POST = do_HEAD = do_PUT = do_DELETE = _serve
 
     def _cut(self) -> None:
         self.close_connection = True
@@ -270,6 +270,7 @@ class FaultProxy:
             raise ValueError(f"upstream must be http(s)://host:port, got {upstream!r}")
         self.upstream_scheme, self.upstream_netloc = scheme, netloc.rstrip("/")
         self.rules = Rules()
+        self.directory = ""  # the ACME directory URL through the proxy (set by the test's fixture)
         self.hold_timeout = hold_timeout
         self._held = threading.Condition()
         self._holding = 0
@@ -313,9 +314,7 @@ class FaultProxy:
     def drop(self, method: str = ".*", path: str = ".*", **kw: t.Any) -> Rule:
         return self.rules.add(Rule("drop", method, path, **kw))
 
-    def respond(
-        self, method: str, path: str, status: int, problem: dict[str, t.Any], **kw: t.Any
-    ) -> Rule:
+    def respond(self, method: str, path: str, status: int, problem: dict[str, t.Any], **kw: t.Any) -> Rule:
         return self.rules.add(Rule("respond", method, path, status=status, problem=problem, **kw))
 
     def hold(self, method: str = ".*", path: str = ".*", **kw: t.Any) -> Rule:
