@@ -196,8 +196,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if rule is not None and rule.action == "hold":
             proxy.rules.record(self.command, self.path, "hold")
-            proxy.hold_and_wait()
-            if proxy.rules.refusing:
+            if proxy.hold_and_wait():
                 self._cut()
                 return
         self._forward(body)
@@ -283,7 +282,9 @@ class FaultProxy:
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.proxy = self
         self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fault-proxy", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="fault-proxy", daemon=True
+        )
 
     @property
     def base_url(self) -> str:
@@ -328,21 +329,26 @@ class FaultProxy:
 
     # --- holding -----------------------------------------------------------------------------------
 
-    def hold_and_wait(self) -> None:
+    def hold_and_wait(self) -> bool:
+        """Block a request until released; True when it must then be cut (the proxy refuses by then)."""
         with self._held:
             epoch = self._release_epoch
             self._holding += 1
             self._held.notify_all()
             self._held.wait_for(lambda: self._release_epoch != epoch, timeout=self.hold_timeout)
+            cut = self.rules.refusing  # decided before release() returns: a later reset() cannot race it
             self._holding -= 1
+            self._held.notify_all()
+            return cut
 
     def wait_held(self, count: int = 1, timeout: float = 120.0) -> bool:
         """Wait until ``count`` requests are being held; False if that did not happen in time."""
         with self._held:
             return self._held.wait_for(lambda: self._holding >= count, timeout=timeout)
 
-    def release(self) -> None:
-        """Let every held request go on to the real server."""
+    def release(self, timeout: float = 30.0) -> None:
+        """Let every held request go on (to the real server, or cut when refusing); wait until they left."""
         with self._held:
             self._release_epoch += 1
             self._held.notify_all()
+            self._held.wait_for(lambda: self._holding == 0, timeout=timeout)

@@ -1,22 +1,27 @@
 """Cut a server off for the processes of one test only: a cgroup v2 plus a rule in the test's own nft table.
 
+The same cgroup lets a test kill a whole run, whatever sessions its processes made (``kill``).
+
 The rig's DNS servers are shared by every test running at the same time, so a cut must not be global:
 the run under test is started inside a fresh cgroup (``preexec_fn=cut.enter``) and the table
-``inet portail_test_faults_<pid>_<n>`` drops, in the output hook, only the packets whose socket belongs
-to that cgroup (``socket cgroupv2``). The rig's processes, other tests and the test process itself (which
-checks what the servers hold) are untouched. The table and the cgroup are removed on close.
+``inet portail_test_faults_<pid>_<n>`` diverts or drops, in the output hooks, only the packets whose socket
+belongs to that cgroup (``socket cgroupv2``), so that they get no answer. The rig's processes, other
+tests and the test process itself (which checks what the servers hold) are untouched.
+The table and the cgroup are removed on close.
 """
 
 from __future__ import annotations
 
 import itertools
 import os
+import signal
 import subprocess
 import time
 from pathlib import Path
 
 NFT_CGROUP_BASE = Path("/sys/fs/cgroup")  # nft resolves `socket cgroupv2` paths under this directory
 _counter = itertools.count(1)
+BLACKHOLE_PORT = 9  # discard: nothing of the rig listens there
 
 
 def cgroup2_mount() -> Path:
@@ -50,6 +55,7 @@ class NetCut:
         try:
             nft("add", "table", "inet", self.table)
             nft("add", "chain", "inet", self.table, "out", "{ type filter hook output priority 0; policy accept; }")
+            nft("add", "chain", "inet", self.table, "nat", "{ type nat hook output priority -100; policy accept; }")
         except RuntimeError:
             self.close()
             raise
@@ -59,31 +65,57 @@ class NetCut:
         (self.cgroup / "cgroup.procs").write_text(str(os.getpid()))
 
     def cut(self, address: str, port: int = 53) -> None:
-        """Drop UDP and TCP from this cgroup to address:port (no answer, as with a dead server or link)."""
-        for proto in ("udp", "tcp"):
-            nft(
-                "add",
-                "rule",
-                "inet",
-                self.table,
-                "out",
-                "socket",
-                "cgroupv2",
-                "level",
-                "1",
-                f'"{self.nft_path}"',
-                "ip",
-                "daddr",
-                address,
-                proto,
-                "dport",
-                str(port),
-                "drop",
-            )
+        """This cgroup's packets to address:port get no answer, as with a dead server or link.
+
+        A plain drop in the output hook would fail the sender's sendto() at once with EPERM, which no
+        real network does; so UDP is sent on to a closed port of the same address (the ICMP error it
+        causes never reaches an unconnected socket: the query times out) and TCP SYNs are dropped
+        (connect() times out after its retransmissions).
+        """
+        match = ["socket", "cgroupv2", "level", "1", f'"{self.nft_path}"', "ip", "daddr", address]
+        nft(
+            "add",
+            "rule",
+            "inet",
+            self.table,
+            "nat",
+            *match,
+            "udp",
+            "dport",
+            str(port),
+            "dnat",
+            "ip",
+            "to",
+            f"{address}:{BLACKHOLE_PORT}",
+        )
+        nft("add", "rule", "inet", self.table, "out", *match, "tcp", "dport", str(port), "drop")
 
     def restore(self) -> None:
         """Remove every cut (the cgroup stays usable)."""
         nft("flush", "chain", "inet", self.table, "out")
+        nft("flush", "chain", "inet", self.table, "nat")
+
+    def pids(self) -> list[int]:
+        return [int(x) for x in (self.cgroup / "cgroup.procs").read_text().split()]
+
+    def kill(self, timeout: float = 30.0) -> None:
+        """SIGKILL every process of the cgroup, also those that left the run's process group.
+
+        (Ansible's workers call setsid(), so killing the run's process group leaves them running.)
+        """
+        deadline = time.monotonic() + timeout
+        while self.pids():
+            try:
+                (self.cgroup / "cgroup.kill").write_text("1")
+            except OSError:  # a kernel before 5.14: one by one
+                for pid in self.pids():
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"processes {self.pids()} of {self.cgroup} survive SIGKILL")
+            time.sleep(0.05)
 
     def close(self) -> None:
         subprocess.run(["nft", "delete", "table", "inet", self.table], capture_output=True, check=False)

@@ -22,13 +22,15 @@ Addresses 127.0.30.200-230 (cert200..cert230.portail.test) belong to this file.
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
 import time
 import urllib.parse
 from pathlib import Path
 
+import dns.query
+import dns.rcode
+import dns.tsigkeyring
+import dns.update
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -121,9 +123,9 @@ def run(tmp: Path, args: dict, **kw) -> PlaybookResult:
 
 
 def warnings_text(res: PlaybookResult) -> str:
-    """Every warning of the run, from the result and from what Ansible printed."""
+    """The warnings of the task (as the JSON callback records them) and any Ansible printed on stderr."""
     r = res.result(TASK)
-    return json.dumps(r.get("warnings", [])) + res.stdout + res.stderr
+    return json.dumps(r.get("warnings", [])) + res.stderr
 
 
 def serial_of(out: Path) -> int:
@@ -164,6 +166,18 @@ def problem_doc(short: str, detail: str, status: int, subproblems: list[dict] | 
     if subproblems:
         doc["subproblems"] = subproblems
     return doc
+
+
+def clear_txt(rig, record: str) -> None:
+    """Start from no TXT at record (a value left there by an earlier run of this file is not this run's)."""
+    keyring = dns.tsigkeyring.from_text({rig["PORTAIL_TSIG_NAME"]: rig["PORTAIL_TSIG_SECRET"]})
+    update = dns.update.UpdateMessage(
+        rig["PORTAIL_DNS_ZONE"], keyring=keyring, keyalgorithm=rig["PORTAIL_TSIG_ALGORITHM"]
+    )
+    update.delete(record + ".", "TXT")
+    response = dns.query.tcp(update, rig["PORTAIL_DNS_PRIMARY"], timeout=5)
+    assert response.rcode() == dns.rcode.NOERROR, dns.rcode.to_text(response.rcode())
+    tac.assert_no_txt(rig, record)
 
 
 def issue(tmp: Path, args: dict) -> dict:
@@ -382,7 +396,7 @@ def test_concurrent_runs_on_one_certificate(rig, account_key, tmp_path, pebble_p
         assert pebble_proxy.wait_held(1, timeout=120), "the first run never sent newOrder"
         second = start(tmp_path / "b", args)
         # give the second run time to start and reach the certificate (its own newOrder ends the wait early)
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 15
         while time.monotonic() < deadline and second.poll() is None:
             if pebble_proxy.rules.count("POST", r"^/order-plz", action="forward"):
                 break
@@ -410,9 +424,10 @@ def test_concurrent_runs_on_one_certificate(rig, account_key, tmp_path, pebble_p
 def test_stale_txt_left_by_a_cut_primary_is_removed_by_the_next_run(rig, account_key, tmp_path, pebble_proxy, netcut):
     name = "cert210.portail.test"
     record = f"_acme-challenge.{name}"
+    clear_txt(rig, record)
     out = tmp_path / "out"
-    dns = tac.dns_settings(rig, timeout=2, propagation_timeout=30)
-    args = args_for(rig, account_key, out, [name], pebble_proxy.directory, challenge="dns-01", dns=dns)
+    dns_args = tac.dns_settings(rig, timeout=2, propagation_timeout=30)
+    args = args_for(rig, account_key, out, [name], pebble_proxy.directory, challenge="dns-01", dns=dns_args)
     # validation is over once the certificate is downloaded: cut the primary there, before the cleanup
     pebble_proxy.hold("POST", r"^/certZ/", limit=1)
     proc = start(tmp_path, args, preexec_fn=netcut.enter)
@@ -436,25 +451,25 @@ def test_stale_txt_left_by_a_cut_primary_is_removed_by_the_next_run(rig, account
 # --- 6. a run killed during a forced renewal leaves no pending key behind -----------------------------------
 
 
-def test_killed_forced_renewal_leaves_no_pending_key(rig, account_key, tmp_path, pebble_proxy, nginx_factory):
+def test_killed_forced_renewal_leaves_no_pending_key(rig, account_key, tmp_path, pebble_proxy, nginx_factory, netcut):
     nginx = nginx_factory(["127.0.30.211"])
     name = "cert211.portail.test"
     out = tmp_path / "out"
     args = args_for(rig, account_key, out, [name], pebble_proxy.directory, webroot=str(nginx.webroot))
     first = issue(tmp_path, args)
-    # the host's CSR exists once the order is finalized: kill the forced run there
+    # the host's key and CSR exist once the order is finalized: kill the forced run there
     pebble_proxy.hold("POST", r"^/finalize-order/", limit=1)
-    proc = start(tmp_path, dict(args, force=True))
+    proc = start(tmp_path, dict(args, force=True), preexec_fn=netcut.enter)
     try:
         assert pebble_proxy.wait_held(1, timeout=120), "the forced run never finalized"
-        os.killpg(proc.pid, signal.SIGKILL)
+        netcut.kill()  # the whole run, its setsid() workers included
         proc.communicate(timeout=60)
     finally:
-        pebble_proxy.reset()
-        pebble_proxy.refuse_all()  # the held finalize goes nowhere
+        pebble_proxy.refuse_all()  # the held finalize is cut, never answered
         pebble_proxy.release()
+        pebble_proxy.reset()
     assert (out / "privkey.pem.pending").exists(), "the killed run left no pending key: the fault did not happen"
-    pebble_proxy.reset()
+    assert format(serial_of(out), "x") == first["serial"]
     res = run(tmp_path, args)
     assert res.rc == 0, res.failures()
     r = res.result(TASK)
@@ -470,9 +485,10 @@ def test_dns_wait_timeout_names_the_lagging_server(rig, account_key, tmp_path, n
     name = "cert212.portail.test"
     record = f"_acme-challenge.{name}"
     secondary = rig["PORTAIL_DNS_SECONDARY"]
+    clear_txt(rig, record)
     out = tmp_path / "out"
-    dns = tac.dns_settings(rig, timeout=2, propagation_timeout=4)
-    args = args_for(rig, account_key, out, [name], rig["PORTAIL_ACME_DIRECTORY"], challenge="dns-01", dns=dns)
+    dns_args = tac.dns_settings(rig, timeout=2, propagation_timeout=4)
+    args = args_for(rig, account_key, out, [name], rig["PORTAIL_ACME_DIRECTORY"], challenge="dns-01", dns=dns_args)
     netcut.cut(secondary)  # the primary takes the update, the secondary never answers this run
     res = run(tmp_path, args, preexec_fn=netcut.enter)
     r = assert_failure(res, name, "challenge", secondary)
