@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -108,20 +110,17 @@ def local_inventory(tmp: Path, hosts: dict[str, dict[str, Any]] | None = None) -
     return path
 
 
-def run_playbook(
+def _playbook_command(
     playbook: str | Path,
     tmp: Path,
-    *,
-    inventory: Path | None = None,
-    extra_vars: dict[str, Any] | None = None,
-    check: bool = False,
-    diff: bool = False,
-    verbosity: int = 0,
-    json_output: bool = True,
-    env: dict[str, str] | None = None,
-    timeout: float = 900,
-) -> PlaybookResult:
-    """Run a playbook (a path, or YAML text written into tmp) and parse its JSON callback output."""
+    inventory: Path | None,
+    extra_vars: dict[str, Any] | None,
+    check: bool,
+    diff: bool,
+    verbosity: int,
+    json_output: bool,
+    env: dict[str, str] | None,
+) -> tuple[list[str], dict[str, str]]:
     if isinstance(playbook, str) and "\n" in playbook:
         pb = tmp / f"playbook-{len(list(tmp.glob('playbook-*.yml')))}.yml"
         pb.write_text(playbook)
@@ -142,15 +141,74 @@ def run_playbook(
     extra_env = dict(env or {})
     if json_output:
         extra_env.setdefault("ANSIBLE_STDOUT_CALLBACK", "ansible.posix.json")
-    proc = subprocess.run(
-        cmd, capture_output=True, text=True, env=ansible_env(extra_env), timeout=timeout, check=False, cwd=str(tmp)
-    )
+    return cmd, ansible_env(extra_env)
+
+
+def _parse(rc: int, stdout: str, stderr: str, json_output: bool) -> PlaybookResult:
     data: dict[str, Any] = {}
     if json_output:
-        start = proc.stdout.find("{")
+        start = stdout.find("{")
         if start >= 0:
             try:
-                data = json.loads(proc.stdout[start:])
+                data = json.loads(stdout[start:])
             except json.JSONDecodeError:
                 data = {}
-    return PlaybookResult(proc.returncode, proc.stdout, proc.stderr, data)
+    return PlaybookResult(rc, stdout, stderr, data)
+
+
+def run_playbook(
+    playbook: str | Path,
+    tmp: Path,
+    *,
+    inventory: Path | None = None,
+    extra_vars: dict[str, Any] | None = None,
+    check: bool = False,
+    diff: bool = False,
+    verbosity: int = 0,
+    json_output: bool = True,
+    env: dict[str, str] | None = None,
+    timeout: float = 900,
+) -> PlaybookResult:
+    """Run a playbook (a path, or YAML text written into tmp) and parse its JSON callback output."""
+    cmd, full_env = _playbook_command(playbook, tmp, inventory, extra_vars, check, diff, verbosity, json_output, env)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=full_env, timeout=timeout, check=False, cwd=str(tmp))
+    return _parse(proc.returncode, proc.stdout, proc.stderr, json_output)
+
+
+def start_playbook(
+    playbook: str | Path,
+    tmp: Path,
+    *,
+    inventory: Path | None = None,
+    extra_vars: dict[str, Any] | None = None,
+    json_output: bool = True,
+    env: dict[str, str] | None = None,
+    preexec_fn: Callable[[], None] | None = None,
+) -> subprocess.Popen[str]:
+    """Start a run in the background, in its own process group (a test may kill the whole run).
+
+    ``preexec_fn`` runs in the child before exec (e.g. to enter a cgroup that a firewall rule matches).
+    Read the result with :func:`finish_playbook`.
+    """
+    cmd, full_env = _playbook_command(playbook, tmp, inventory, extra_vars, False, False, 0, json_output, env)
+    return subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=full_env,
+        cwd=str(tmp),
+        start_new_session=True,
+        preexec_fn=preexec_fn,
+    )
+
+
+def finish_playbook(proc: subprocess.Popen[str], *, json_output: bool = True, timeout: float = 900) -> PlaybookResult:
+    """Wait for a run started by :func:`start_playbook` (killing its group on timeout) and parse its output."""
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    return _parse(proc.returncode, stdout, stderr, json_output)
