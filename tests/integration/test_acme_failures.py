@@ -268,6 +268,7 @@ def test_list_form_names_the_refused_certificate(rig, account_key, tmp_path, peb
             "names": [f"cert{n}.portail.test"],
             "key_path": str(out / f"c{n}" / "privkey.pem"),
             "cert_path": str(out / f"c{n}" / "cert.pem"),
+            "chain_path": str(out / f"c{n}" / "chain.pem"),
             "fullchain_path": str(out / f"c{n}" / "fullchain.pem"),
         }
         for n in (202, 203)
