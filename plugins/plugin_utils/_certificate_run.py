@@ -467,6 +467,7 @@ class CertificateRun:
                 old = set((out.before or {}).get("names") or [])
                 if decision.reason != _renewal.NAMES_CHANGED or old & set(spec.names):
                     replaces = cid
+            self._profile_warning(spec, out)
             try:
                 order = self.client.new_order(spec.identifiers, profile=spec.profile, replaces=replaces)
             except AcmeError as exc:
@@ -527,6 +528,18 @@ class CertificateRun:
             if not ok and prep is not None:
                 self._discard(spec, prep, out)
             out.changed = ok or host_changed
+
+    def _profile_warning(self, spec: CertSpec, out: Outcome) -> None:
+        """IP identifiers at a CA with profiles: Let's Encrypt issues them only under its short-lived profile."""
+        if spec.profile or not any(i["type"] == "ip" for i in spec.identifiers):
+            return
+        offered = getattr(self.client.directory, "profiles", None) or {}
+        if offered:
+            out.warnings.append(
+                f"certificate {spec.label}: IP identifiers without a profile, at a CA that offers profiles "
+                f"({', '.join(sorted(offered))}); CAs such as Let's Encrypt issue IP certificates only under a "
+                "short-lived profile (shortlived): set profile if the order is refused"
+            )
 
     def _preflight(self, spec: CertSpec, challenges: list[t.Any], out: Outcome) -> None:
         """What the CA will check, checked first from every address: a failure never reaches the CA."""

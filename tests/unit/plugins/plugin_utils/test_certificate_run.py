@@ -131,8 +131,9 @@ class FakeOrder:
 
 
 class FakeDirectory:
-    def __init__(self, ari):
+    def __init__(self, ari, profiles=None):
         self.renewal_info = "https://ca.example/ari" if ari else None
+        self.profiles = profiles or {}
 
 
 class FakeAri:
@@ -168,7 +169,7 @@ class FakeClient:
     def directory(self):
         if self.ari_error and isinstance(self.ari_error, TransportError) and self._ari == "down":
             raise self.ari_error
-        return FakeDirectory(self._ari)
+        return FakeDirectory(self._ari, getattr(self, "profiles", None))
 
     def new_order(self, identifiers, profile=None, replaces=None):
         self.orders.append((identifiers, profile, replaces))
@@ -520,3 +521,14 @@ def test_preflight_passes_then_the_challenge_is_answered():
 
     out = run_one(FakeHost([MISSING]), Client(), preflight=lambda *a: ([], []))
     assert out.failure is None and all(c.responded for c in answered)
+
+
+def test_ip_identifier_without_profile_at_a_ca_with_profiles_warns():
+    client = FakeClient()
+    client.profiles = {"classic": "90 days", "shortlived": "160 hours"}
+    out = run_one(FakeHost([MISSING]), client, names=["192.0.2.10"])
+    assert out.failure is None and any("shortlived" in w for w in out.warnings)
+    client = FakeClient()
+    client.profiles = {"shortlived": "160 hours"}
+    out = run_one(FakeHost([MISSING]), client, names=["192.0.2.10"], profile="shortlived")
+    assert not out.warnings and client.orders[0][1] == "shortlived"
