@@ -78,6 +78,20 @@ def resolve_host(host: str) -> str:
     return str(infos[0][4][0])
 
 
+def system_resolvers() -> list[Server]:
+    """The controller's resolvers (``/etc/resolv.conf``), for providers given no ``resolvers``."""
+    import dns.resolver
+
+    try:
+        resolver = dns.resolver.Resolver()
+    except dns.exception.DNSException as exc:
+        raise DnsLookupError(f"no resolvers given and the system has none usable: {exc}") from None
+    servers = [(str(ns), int(resolver.port)) for ns in resolver.nameservers if isinstance(ns, str)]
+    if not servers:
+        raise DnsLookupError("no resolvers given and /etc/resolv.conf lists none")
+    return servers
+
+
 def txt_strings(rrset: t.Any) -> set[str]:
     """The values of a TXT RRset, each value's character-strings joined."""
     return {b"".join(rd.strings).decode("utf-8", errors="replace") for rd in rrset}
