@@ -412,7 +412,7 @@ def start_pdns(sec: dict[str, str]) -> None:
                         "changetype": "REPLACE",
                         "records": [{"content": PDNS_ADDRESS, "disabled": False}],
                     },
-                    {
+                    {  # a CNAME out of this server's zones: the provider must refuse it clearly
                         "name": f"_acme-challenge.delegated.{PDNS_ZONE}.",
                         "type": "CNAME",
                         "ttl": 30,
@@ -426,11 +426,13 @@ def start_pdns(sec: dict[str, str]) -> None:
 
 
 def ensure_pdns_delegation(sec: dict[str, str]) -> None:
-    """NS + glue for PDNS_ZONE in ZONE (idempotent: an UPDATE adding what is there changes nothing)."""
+    """NS + glue for PDNS_ZONE in ZONE, and a challenge name of ZONE delegated by CNAME into PDNS_ZONE
+    (idempotent: an UPDATE adding what is there changes nothing)."""
     script = (
         f"server {DNS_PRIMARY}\nzone {ZONE}\n"
         f"update add {PDNS_ZONE}. 30 IN NS ns1.{PDNS_ZONE}.\n"
-        f"update add ns1.{PDNS_ZONE}. 30 IN A {PDNS_ADDRESS}\nsend\n"
+        f"update add ns1.{PDNS_ZONE}. 30 IN A {PDNS_ADDRESS}\n"
+        f"update add _acme-challenge.to-pdns.{ZONE}. 30 IN CNAME to-pdns.{PDNS_ZONE}.\nsend\n"
     )
     subprocess.run(
         ["nsupdate", "-y", f"{TSIG_ALGO}:{TSIG_NAME}:{sec['tsig_secret']}"],

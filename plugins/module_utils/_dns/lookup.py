@@ -274,6 +274,7 @@ class DnsLookup:
             for ns_name, address in self.nameservers(zone):
                 pending[(name, address)] = ns_name
         status: dict[tuple[Name, str], str] = {}
+        asked: dict[tuple[Name, str], int] = {}
         rounds = 0
         delay = POLL_FIRST
 
@@ -298,6 +299,7 @@ class DnsLookup:
             while pending:
                 rounds += 1
                 for key, ok, text in pool.map(check, list(pending)):
+                    asked[key] = asked.get(key, 0) + 1
                     if ok:
                         del pending[key]
                     else:
@@ -306,8 +308,10 @@ class DnsLookup:
                     break
                 now = time.monotonic()
                 if now + delay >= deadline:
+                    waited = now - started
                     lagging = [
-                        f"{to_text(name)} at {pending[(name, address)]} ({address}): {status[(name, address)]}"
+                        f"{to_text(name)} at {pending[(name, address)]} ({address}): {status[(name, address)]}, "
+                        f"asked {asked[(name, address)]} times over {waited:.1f}s"
                         for name, address in sorted(pending, key=lambda k: (to_text(k[0]), k[1]))
                     ]
                     raise DnsPropagationTimeout(
