@@ -250,9 +250,10 @@ class DnsLookup:
             self._zone_ns[zone] = found
         return found
 
-    def served_txt(self, name: Name, address: str, timeout: float) -> set[str]:
+    def served_txt(self, name: Name, address: str, timeout: float, port: t.Optional[int] = None) -> set[str]:
         """TXT values that one authoritative server serves for ``name`` (no recursion)."""
-        response = self._ask(name, dns.rdatatype.TXT, (address, self.nameserver_port), recursion=False, timeout=timeout)
+        server = (address, self.nameserver_port if port is None else port)
+        response = self._ask(name, dns.rdatatype.TXT, server, recursion=False, timeout=timeout)
         rcode = response.rcode()
         if rcode not in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
             raise DnsLookupError(f"answered {dns.rcode.to_text(rcode)}", rcode=dns.rcode.to_text(rcode))

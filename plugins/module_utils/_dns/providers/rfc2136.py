@@ -358,6 +358,26 @@ class Rfc2136Provider(DnsProvider):
             self._txt_update(zone, (), recs)
         return placed
 
+    def current_values(self, record: TxtRecord) -> set[str]:
+        """What the update server (the primary) holds now: it is where removals go."""
+        host, port = self._server
+        target = dns.name.from_text(record.target)
+        try:
+            return self.lookup.served_txt(target, host, timeout=float(self.config.timeout), port=port)
+        except dns.exception.Timeout:
+            raise self._fail(
+                DnsUnreachableError, f"reading TXT {record.target}", record.zone, "TIMEOUT", "no answer", record.target
+            ) from None
+        except OSError as exc:
+            raise self._fail(
+                DnsUnreachableError,
+                f"reading TXT {record.target}",
+                record.zone,
+                "UNREACHABLE",
+                str(exc.strerror or exc),
+                record.target,
+            ) from None
+
 
 def _txt_rdata(value: str) -> t.Any:
     data = value.encode("utf-8")
