@@ -21,7 +21,7 @@ from ansible_collections.portail.https.plugins.module_utils._dns.providers impor
 from cryptography import x509
 
 from .acme_support import make_csr
-from .test_dns_providers import served, setup_for
+from .test_dns_providers import served, setup_for, wait_gone
 
 pytestmark = pytest.mark.rig
 
@@ -62,5 +62,6 @@ def test_wildcard_and_apex_issued_and_records_cleaned(kind: str, rig: dict[str, 
     ext = chain.leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert sorted(ext.get_values_for_type(x509.DNSName)) == sorted(names)
     assert [n.rstrip(".") + "." for n, _v in placed] == [challenge, challenge]  # two values, one name
+    wait_gone(setup.servers, challenge, {v for _n, v in placed} | {stale})  # a secondary follows by IXFR
     for server in setup.servers:
         assert served(server, challenge) == set(), server

@@ -121,7 +121,9 @@ def setup_for(kind: str, rig: dict[str, str], tmp_path: Path, hook_log: Path) ->
         options = {
             "api_url": rig["PORTAIL_PDNS_API_URL"],
             "api_key": rig["PORTAIL_PDNS_API_KEY"],
-            "resolvers": [rig["PORTAIL_DNS_RESOLVER"]],
+            # the authoritative servers, not the recursive resolver Pebble shares: a lookup of the
+            # challenge name there before the record exists would leave Pebble a cached NXDOMAIN
+            "resolvers": [rig["PORTAIL_PDNS_ADDRESS"], rig["PORTAIL_DNS_PRIMARY"]],
             "timeout": 5,
         }
         pdns = [rig["PORTAIL_PDNS_ADDRESS"]]
@@ -135,7 +137,7 @@ def setup_for(kind: str, rig: dict[str, str], tmp_path: Path, hook_log: Path) ->
             "HOOK_SECRET": f"{rig['PORTAIL_TSIG_ALGORITHM']}:{rig['PORTAIL_TSIG_NAME']}:{rig['PORTAIL_TSIG_SECRET']}",
             "HOOK_LOG": str(hook_log),
         },
-        "resolvers": [rig["PORTAIL_DNS_RESOLVER"]],
+        "resolvers": [rig["PORTAIL_DNS_PRIMARY"]],  # authoritative, as for pdns above
         "timeout": 20,
     }
     return Setup(kind, options, zone, bind, f"delegated.{zone}", f"delegated.{zone2}.", bind)
