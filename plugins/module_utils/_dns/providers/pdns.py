@@ -11,6 +11,7 @@ HTTP goes through ``ansible.module_utils.urls.open_url``, which honours ``http_p
 from __future__ import annotations
 
 import json
+import threading
 import typing as t
 import urllib.error
 import urllib.parse
@@ -151,6 +152,7 @@ class PdnsProvider(DnsProvider):
             lookups, timeout=min(float(config.timeout), 5.0), nameserver_port=config.nameserver_port
         )
         self._zones: t.Optional[list[Name]] = None
+        self._zones_lock = threading.Lock()  # placements run in parallel: list the zones once
         self._checked_zones: set[str] = set()
 
     def __repr__(self) -> str:
@@ -231,6 +233,13 @@ class PdnsProvider(DnsProvider):
                 rcode=str(exc.code),
                 zone=zone,
             )
+        if exc.code == 404:
+            return DnsConfigError(
+                f"pdns: {what}: PowerDNS at {where} has no server {self.config.server_id!r} ({status}); "
+                "check api_url and server_id",
+                server=where,
+                rcode="404",
+            )
         return DnsUpdateError(
             f"pdns: {what}: {status} from {where}", server=where, rcode=str(exc.code), zone=zone or None
         )
@@ -242,6 +251,10 @@ class PdnsProvider(DnsProvider):
 
     def zones(self) -> list[Name]:
         """Every zone the API serves (cached)."""
+        with self._zones_lock:
+            return self._list_zones()
+
+    def _list_zones(self) -> list[Name]:
         if self._zones is None:
             listing = self._call("GET", "/zones", "listing zones")
             names = []

@@ -153,6 +153,14 @@ def test_http_errors_are_typed_and_never_show_the_key(
     assert KEY not in str(info.value)
 
 
+def test_unknown_server_id_is_a_settings_error(api: FakeApi) -> None:
+    p = make_provider("pdns", {**OPTIONS, "server_id": "nope"})
+    p.lookup.follow_cname = lambda name: [name]  # type: ignore[method-assign]
+    api.fail = http_error(404, b'{"error": "Not Found"}')
+    with pytest.raises(DnsConfigError, match=r"has no server 'nope'.*check api_url and server_id"):
+        p.preflight(["_acme-challenge.www.example.com"])
+
+
 def test_connection_errors_are_unreachable(api: FakeApi) -> None:
     p = provider()
     api.fail = urllib.error.URLError(ConnectionRefusedError(111, "Connection refused"))
