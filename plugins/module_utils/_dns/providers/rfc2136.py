@@ -248,14 +248,15 @@ class Rfc2136Provider(DnsProvider):
         except dns.exception.DNSException as exc:
             raise self._fail(DnsUpdateError, what, zone, type(exc).__name__, str(exc), record) from None
 
-    def _check_access(self, zone_text: str, records: t.Sequence[TxtRecord]) -> None:
+    def _check_access(self, zone: str, records: t.Sequence[TxtRecord]) -> None:
         """Before changing anything: the server answers, knows our key, and is authoritative."""
-        zone = dns.name.from_text(zone_text)
-        if zone in self._checked_zones:
+        zone_text = zone
+        zone_name = dns.name.from_text(zone)
+        if zone_name in self._checked_zones:
             return
         record = records[0].target
         what = f"checking zone {zone_text} for {record}"
-        query = dns.message.make_query(zone, dns.rdatatype.SOA)
+        query = dns.message.make_query(zone_name, dns.rdatatype.SOA)
         query.flags &= ~dns.flags.RD
         if self.__key is not None:
             query.use_tsig(self.__key)
@@ -279,7 +280,7 @@ class Rfc2136Provider(DnsProvider):
                 "the server is not authoritative for the zone",
                 record,
             )
-        self._checked_zones.add(zone)
+        self._checked_zones.add(zone_name)
 
     def update_rrsets(
         self,
