@@ -359,6 +359,8 @@ def start_pdns(sec: dict[str, str]) -> None:
         db = workdir / "pdns.sqlite3"
         if db.exists():
             db.unlink()
+        if not PDNS_SCHEMA.is_file():  # images that drop /usr/share/doc (dpkg path-exclude) lack it
+            raise SystemExit(f"rig: {PDNS_SCHEMA} is missing: reinstall pdns-backend-sqlite3 with its docs")
         with sqlite3.connect(db) as conn:
             conn.executescript(PDNS_SCHEMA.read_text())
         conf = workdir / "pdns.conf"
