@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(pebble bind9 bind9-utils bind9-dnsutils nginx apache2 nftables iptables openssh-server
+APT_PACKAGES=(pebble bind9 bind9-utils bind9-dnsutils pdns-server pdns-backend-sqlite3 nginx apache2 nftables iptables openssh-server
               openssh-client ufw curl shellcheck openssl iproute2 rsync git make procps python3-venv firewalld dbus)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -17,7 +17,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 # Debian starts nothing for us here (no systemd), but on a machine with systemd the packaged
 # services would hold ports 53/80/443 that the rig and the tests need: stop them.
-for svc in nginx apache2 named bind9; do
+for svc in nginx apache2 named bind9 pdns; do
   if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$svc" 2>/dev/null; then
     systemctl stop "$svc" || true
   fi

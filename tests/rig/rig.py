@@ -1,4 +1,5 @@
-"""Local test rig: Pebble (three instances), two BIND9 servers, and the facts tests need.
+"""Local test rig: Pebble (three instances), two BIND9 servers, a PowerDNS Authoritative server
+with its HTTP API, and the facts tests need.
 
 Usage: rig.py start|stop|status|env
 
@@ -39,6 +40,10 @@ DNS_SECONDARY = "127.53.0.2"
 DNS_RESOLVER = "127.53.0.3"
 ZONE = "portail.test"
 ZONE2 = "validation.test"
+# PowerDNS Authoritative (sqlite3 backend, HTTP API): serves PDNS_ZONE, delegated from ZONE.
+PDNS_ADDRESS = "127.53.0.4"
+PDNS_API_PORT = 8081
+PDNS_ZONE = f"pdns.{ZONE}"
 TSIG_NAME = "portail-tsig"
 TSIG_ACME_NAME = "portail-acme"
 TSIG_ALGO = "hmac-sha256"
@@ -169,8 +174,14 @@ def make_listener_tls() -> None:
 def secrets_file() -> dict[str, str]:
     path = RIG / "secrets.json"
     if path.exists():
-        return json.loads(path.read_text())
+        data = json.loads(path.read_text())
+        if "pdns_api_key" not in data:  # a rig made before PowerDNS joined it
+            data["pdns_api_key"] = secrets.token_urlsafe(24)
+            path.write_text(json.dumps(data))
+            path.chmod(0o600)
+        return data
     data = {
+        "pdns_api_key": secrets.token_urlsafe(24),
         "tsig_secret": base64.b64encode(secrets.token_bytes(32)).decode(),
         "tsig_acme_secret": base64.b64encode(secrets.token_bytes(32)).decode(),
         "eab_kid": "portail-kid-1",
@@ -237,7 +248,7 @@ controls {{ }};
 def ensure_loopback_addresses() -> None:
     """named only listens on addresses an interface really has: put ours on lo."""
     have = subprocess.run(["ip", "-4", "addr", "show", "dev", "lo"], capture_output=True, text=True, check=True).stdout
-    for addr in (DNS_PRIMARY, DNS_SECONDARY, DNS_RESOLVER):
+    for addr in (DNS_PRIMARY, DNS_SECONDARY, DNS_RESOLVER, PDNS_ADDRESS):
         if f"{addr}/" not in have:
             subprocess.run(["ip", "addr", "add", f"{addr}/32", "dev", "lo"], check=True)
 
@@ -316,6 +327,122 @@ def start_named(sec: dict[str, str]) -> None:
             return
         time.sleep(0.2)
     raise SystemExit("rig: secondary BIND did not load the zones; see logs")
+
+
+# --- PowerDNS Authoritative -------------------------------------------------------------------
+
+PDNS_SCHEMA = Path("/usr/share/doc/pdns-backend-sqlite3/schema.sqlite3.sql")
+
+
+def pdns_api(sec: dict[str, str], method: str, path: str, body: object = None) -> object:
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(
+        f"http://{PDNS_ADDRESS}:{PDNS_API_PORT}/api/v1/servers/localhost{path}",
+        data=data,
+        method=method,
+        headers={"X-API-Key": sec["pdns_api_key"], "Content-Type": "application/json"},
+    )
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: never a proxy
+    with opener.open(req, timeout=10) as resp:
+        raw = resp.read()
+    return json.loads(raw) if raw else None
+
+
+def start_pdns(sec: dict[str, str]) -> None:
+    """pdns_server on PDNS_ADDRESS:53 with its API on :PDNS_API_PORT, serving PDNS_ZONE."""
+    import sqlite3
+
+    name = "pdns"
+    workdir = RIG / "pdns"
+    if not (pid_alive(name) and port_open(PDNS_ADDRESS, 53) and port_open(PDNS_ADDRESS, PDNS_API_PORT)):
+        workdir.mkdir(parents=True, exist_ok=True)
+        db = workdir / "pdns.sqlite3"
+        if db.exists():
+            db.unlink()
+        if not PDNS_SCHEMA.is_file():  # images that drop /usr/share/doc (dpkg path-exclude) lack it
+            raise SystemExit(f"rig: {PDNS_SCHEMA} is missing: reinstall pdns-backend-sqlite3 with its docs")
+        with sqlite3.connect(db) as conn:
+            conn.executescript(PDNS_SCHEMA.read_text())
+        conf = workdir / "pdns.conf"
+        conf.write_text(
+            "\n".join(
+                [
+                    "launch=gsqlite3",
+                    f"gsqlite3-database={db}",
+                    f"local-address={PDNS_ADDRESS}",
+                    "local-port=53",
+                    "api=yes",
+                    f"api-key={sec['pdns_api_key']}",
+                    "webserver=yes",
+                    f"webserver-address={PDNS_ADDRESS}",
+                    f"webserver-port={PDNS_API_PORT}",
+                    "webserver-allow-from=127.0.0.0/8",
+                    f"socket-dir={workdir}",
+                    "guardian=no",
+                    "daemon=no",
+                    "disable-syslog=yes",
+                    "log-timestamp=yes",
+                    "security-poll-suffix=",  # no query to powerdns.com
+                    # answers follow API changes at once: no caches
+                    "cache-ttl=0",
+                    "negquery-cache-ttl=0",
+                    "query-cache-ttl=0",
+                    "zone-cache-refresh-interval=0",
+                    "",
+                ]
+            )
+        )
+        conf.chmod(0o600)  # holds the API key
+        spawn(name, ["/usr/sbin/pdns_server", f"--config-dir={workdir}"])
+        wait_port(PDNS_ADDRESS, 53, name)
+        wait_port(PDNS_ADDRESS, PDNS_API_PORT, name)
+    zones = pdns_api(sec, "GET", "/zones")
+    if not any(z["name"] == PDNS_ZONE + "." for z in zones):  # type: ignore[union-attr]
+        pdns_api(
+            sec,
+            "POST",
+            "/zones",
+            {
+                "name": PDNS_ZONE + ".",
+                "kind": "Native",
+                "nameservers": [f"ns1.{PDNS_ZONE}."],
+                "rrsets": [
+                    {
+                        "name": f"ns1.{PDNS_ZONE}.",
+                        "type": "A",
+                        "ttl": 30,
+                        "changetype": "REPLACE",
+                        "records": [{"content": PDNS_ADDRESS, "disabled": False}],
+                    },
+                    {  # a CNAME out of this server's zones: the provider must refuse it clearly
+                        "name": f"_acme-challenge.delegated.{PDNS_ZONE}.",
+                        "type": "CNAME",
+                        "ttl": 30,
+                        "changetype": "REPLACE",
+                        "records": [{"content": f"delegated.{ZONE2}.", "disabled": False}],
+                    },
+                ],
+            },
+        )
+    ensure_pdns_delegation(sec)
+
+
+def ensure_pdns_delegation(sec: dict[str, str]) -> None:
+    """NS + glue for PDNS_ZONE in ZONE, and a challenge name of ZONE delegated by CNAME into PDNS_ZONE
+    (idempotent: an UPDATE adding what is there changes nothing)."""
+    script = (
+        f"server {DNS_PRIMARY}\nzone {ZONE}\n"
+        f"update add {PDNS_ZONE}. 30 IN NS ns1.{PDNS_ZONE}.\n"
+        f"update add ns1.{PDNS_ZONE}. 30 IN A {PDNS_ADDRESS}\n"
+        f"update add _acme-challenge.to-pdns.{ZONE}. 30 IN CNAME to-pdns.{PDNS_ZONE}.\nsend\n"
+    )
+    subprocess.run(
+        ["nsupdate", "-y", f"{TSIG_ALGO}:{TSIG_NAME}:{sec['tsig_secret']}"],
+        input=script,
+        text=True,
+        check=True,
+        capture_output=True,
+    )
 
 
 # --- Pebble ------------------------------------------------------------------------------------
@@ -401,6 +528,10 @@ def facts(sec: dict[str, str], a2c_facts: dict[str, str] | None) -> dict[str, st
         "PORTAIL_TSIG_SECRET": sec["tsig_secret"],
         "PORTAIL_TSIG_ACME_NAME": TSIG_ACME_NAME,
         "PORTAIL_TSIG_ACME_SECRET": sec["tsig_acme_secret"],
+        "PORTAIL_PDNS_ADDRESS": PDNS_ADDRESS,
+        "PORTAIL_PDNS_API_URL": f"http://{PDNS_ADDRESS}:{PDNS_API_PORT}",
+        "PORTAIL_PDNS_API_KEY": sec["pdns_api_key"],
+        "PORTAIL_PDNS_ZONE": PDNS_ZONE,
     }
     if a2c_facts:
         f.update(a2c_facts)
@@ -420,6 +551,7 @@ def start() -> None:
     make_listener_tls()
     start_named(sec)
     start_resolver()
+    start_pdns(sec)
     start_pebbles(sec)
     a2c_facts = None
     mod = a2c_module()
@@ -456,6 +588,7 @@ def status() -> int:
     checks = [(n, "127.0.0.1", p) for n, p, _m, _e, _c in PEBBLES]
     checks += [("named-primary", DNS_PRIMARY, 53), ("named-secondary", DNS_SECONDARY, 53)]
     checks += [("named-resolver", DNS_RESOLVER, 53)]
+    checks += [("pdns", PDNS_ADDRESS, 53), ("pdns-api", PDNS_ADDRESS, PDNS_API_PORT)]
     for name, host, port in checks:
         ok = port_open(host, port)
         bad += not ok

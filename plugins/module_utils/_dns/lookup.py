@@ -78,6 +78,20 @@ def resolve_host(host: str) -> str:
     return str(infos[0][4][0])
 
 
+def system_resolvers() -> list[Server]:
+    """The controller's resolvers (``/etc/resolv.conf``), for providers given no ``resolvers``."""
+    import dns.resolver
+
+    try:
+        resolver = dns.resolver.Resolver()
+    except dns.exception.DNSException as exc:
+        raise DnsLookupError(f"no resolvers given and the system has none usable: {exc}") from None
+    servers = [(str(ns), int(resolver.port)) for ns in resolver.nameservers if isinstance(ns, str)]
+    if not servers:
+        raise DnsLookupError("no resolvers given and /etc/resolv.conf lists none")
+    return servers
+
+
 def txt_strings(rrset: t.Any) -> set[str]:
     """The values of a TXT RRset, each value's character-strings joined."""
     return {b"".join(rd.strings).decode("utf-8", errors="replace") for rd in rrset}
@@ -236,9 +250,10 @@ class DnsLookup:
             self._zone_ns[zone] = found
         return found
 
-    def served_txt(self, name: Name, address: str, timeout: float) -> set[str]:
+    def served_txt(self, name: Name, address: str, timeout: float, port: t.Optional[int] = None) -> set[str]:
         """TXT values that one authoritative server serves for ``name`` (no recursion)."""
-        response = self._ask(name, dns.rdatatype.TXT, (address, self.nameserver_port), recursion=False, timeout=timeout)
+        server = (address, self.nameserver_port if port is None else port)
+        response = self._ask(name, dns.rdatatype.TXT, server, recursion=False, timeout=timeout)
         rcode = response.rcode()
         if rcode not in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
             raise DnsLookupError(f"answered {dns.rcode.to_text(rcode)}", rcode=dns.rcode.to_text(rcode))
@@ -260,6 +275,7 @@ class DnsLookup:
             for ns_name, address in self.nameservers(zone):
                 pending[(name, address)] = ns_name
         status: dict[tuple[Name, str], str] = {}
+        asked: dict[tuple[Name, str], int] = {}
         rounds = 0
         delay = POLL_FIRST
 
@@ -284,6 +300,7 @@ class DnsLookup:
             while pending:
                 rounds += 1
                 for key, ok, text in pool.map(check, list(pending)):
+                    asked[key] = asked.get(key, 0) + 1
                     if ok:
                         del pending[key]
                     else:
@@ -292,8 +309,10 @@ class DnsLookup:
                     break
                 now = time.monotonic()
                 if now + delay >= deadline:
+                    waited = now - started
                     lagging = [
-                        f"{to_text(name)} at {pending[(name, address)]} ({address}): {status[(name, address)]}"
+                        f"{to_text(name)} at {pending[(name, address)]} ({address}): {status[(name, address)]}, "
+                        f"asked {asked[(name, address)]} times over {waited:.1f}s"
                         for name, address in sorted(pending, key=lambda k: (to_text(k[0]), k[1]))
                     ]
                     raise DnsPropagationTimeout(

@@ -7,14 +7,12 @@ from __future__ import annotations
 import base64
 import binascii
 import typing as t
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from ansible_collections.portail.https.plugins.module_utils._dns.base import (
     DnsProvider,
     RecordSpec,
     TxtRecord,
-    normalize_records,
 )
 from ansible_collections.portail.https.plugins.module_utils._dns.errors import (
     DnsAuthError,
@@ -26,7 +24,6 @@ from ansible_collections.portail.https.plugins.module_utils._dns.errors import (
     DnsUpdateError,
 )
 from ansible_collections.portail.https.plugins.module_utils._dns.lookup import (
-    MAX_WORKERS,
     DnsLookup,
     Server,
     describe,
@@ -65,6 +62,19 @@ ALGORITHMS = (
     "hmac-sha512",
     "hmac-sha512-256",
 )
+
+#: acme_certificate's ``dns`` options this provider reads (see providers/__init__.py: options_spec)
+OPTIONS: dict[str, dict[str, t.Any]] = {
+    "server": {"type": "str"},
+    "port": {"type": "int"},
+    "key_name": {"type": "str"},
+    "key_secret": {"type": "str", "no_log": True},
+    "key_algorithm": {"type": "str"},
+    "timeout": {"type": "float"},
+    "ttl": {"type": "int"},
+    "resolvers": {"type": "list", "elements": "str"},
+    "nameserver_port": {"type": "int"},
+}
 
 _OPTION_ALIASES = {
     "server": "server",
@@ -147,14 +157,6 @@ class Rfc2136Config:
             raise DnsConfigError(f"rfc2136: {exc}") from None
 
 
-@dataclass(frozen=True)
-class _Placement:
-    name: Name
-    chain: tuple[Name, ...]
-    target: Name
-    zone: Name
-
-
 def _summary(names: t.Sequence[str], limit: int = 3) -> str:
     shown = ", ".join(names[:limit])
     return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
@@ -183,7 +185,6 @@ class Rfc2136Provider(DnsProvider):
                 algorithm = dns.tsig.HMAC_MD5
             # dns.tsig.Key's repr shows the secret: it stays in this name-mangled attribute.
             self.__key = dns.tsig.Key(config.key_name, config.secret, algorithm)
-        self._placements: dict[Name, _Placement] = {}
         self._checked_zones: set[Name] = set()
 
     def __repr__(self) -> str:
@@ -192,36 +193,6 @@ class Rfc2136Provider(DnsProvider):
     @property
     def server(self) -> str:
         return describe(self._server)
-
-    # --- placement: CNAME + zone ---------------------------------------------------------
-
-    def _place(self, name: Name) -> _Placement:
-        cached = self._placements.get(name)
-        if cached is not None:
-            return cached
-        chain = self.lookup.follow_cname(name)
-        target = chain[-1]
-        zone = self.lookup.find_zone(target)
-        placement = _Placement(name, tuple(chain), target, zone)
-        self._placements[name] = placement
-        return placement
-
-    def _place_all(self, names: t.Iterable[Name]) -> dict[Name, _Placement]:
-        todo = sorted(set(names))
-        if len(todo) <= 1:
-            return {n: self._place(n) for n in todo}
-        with ThreadPoolExecutor(max_workers=min(MAX_WORKERS, len(todo))) as pool:
-            results = list(pool.map(self._place, todo))
-        return {p.name: p for p in results}
-
-    def _records(self, records: t.Iterable[RecordSpec]) -> list[TxtRecord]:
-        pairs = normalize_records(records)
-        placements = self._place_all(dns.name.from_text(n) for n, _v in pairs)
-        out = []
-        for name, value in pairs:
-            p = placements[dns.name.from_text(name)]
-            out.append(TxtRecord(name, value, to_text(p.target), to_text(p.zone), tuple(to_text(n) for n in p.chain)))
-        return out
 
     # --- transport ----------------------------------------------------------------------
 
@@ -277,13 +248,15 @@ class Rfc2136Provider(DnsProvider):
         except dns.exception.DNSException as exc:
             raise self._fail(DnsUpdateError, what, zone, type(exc).__name__, str(exc), record) from None
 
-    def _check_zone(self, zone: Name, record: str) -> None:
+    def _check_access(self, zone: str, records: t.Sequence[TxtRecord]) -> None:
         """Before changing anything: the server answers, knows our key, and is authoritative."""
-        if zone in self._checked_zones:
+        zone_text = zone
+        zone_name = dns.name.from_text(zone)
+        if zone_name in self._checked_zones:
             return
-        zone_text = to_text(zone)
+        record = records[0].target
         what = f"checking zone {zone_text} for {record}"
-        query = dns.message.make_query(zone, dns.rdatatype.SOA)
+        query = dns.message.make_query(zone_name, dns.rdatatype.SOA)
         query.flags &= ~dns.flags.RD
         if self.__key is not None:
             query.use_tsig(self.__key)
@@ -307,7 +280,7 @@ class Rfc2136Provider(DnsProvider):
                 "the server is not authoritative for the zone",
                 record,
             )
-        self._checked_zones.add(zone)
+        self._checked_zones.add(zone_name)
 
     def update_rrsets(
         self,
@@ -361,18 +334,11 @@ class Rfc2136Provider(DnsProvider):
 
     # --- record API ---------------------------------------------------------------------
 
-    @staticmethod
-    def _by_zone(records: t.Sequence[TxtRecord]) -> dict[str, list[TxtRecord]]:
-        grouped: dict[str, list[TxtRecord]] = {}
-        for rec in records:
-            grouped.setdefault(rec.zone, []).append(rec)
-        return grouped
-
     def add_txt_records(self, records: t.Iterable[RecordSpec]) -> list[TxtRecord]:
         placed = self._records(records)
         grouped = self._by_zone(placed)
         for zone, recs in grouped.items():
-            self._check_zone(dns.name.from_text(zone), recs[0].target)
+            self._check_access(zone, recs)
         done: list[str] = []
         try:
             for zone, recs in grouped.items():
@@ -393,16 +359,25 @@ class Rfc2136Provider(DnsProvider):
             self._txt_update(zone, (), recs)
         return placed
 
-    def wait_visible_records(self, records: t.Iterable[RecordSpec], deadline: float) -> dict[str, t.Any]:
-        placed = self._records(records)
-        expected: dict[Name, tuple[Name, set[str]]] = {}
-        for rec in placed:
-            target = dns.name.from_text(rec.target)
-            entry = expected.setdefault(target, (dns.name.from_text(rec.zone), set()))
-            entry[1].add(rec.value)
-        if not expected:
-            return {"seconds": 0.0, "rounds": 0}
-        return self.lookup.wait_all(expected, deadline)
+    def current_values(self, record: TxtRecord) -> set[str]:
+        """What the update server (the primary) holds now: it is where removals go."""
+        host, port = self._server
+        target = dns.name.from_text(record.target)
+        try:
+            return self.lookup.served_txt(target, host, timeout=float(self.config.timeout), port=port)
+        except dns.exception.Timeout:
+            raise self._fail(
+                DnsUnreachableError, f"reading TXT {record.target}", record.zone, "TIMEOUT", "no answer", record.target
+            ) from None
+        except OSError as exc:
+            raise self._fail(
+                DnsUnreachableError,
+                f"reading TXT {record.target}",
+                record.zone,
+                "UNREACHABLE",
+                str(exc.strerror or exc),
+                record.target,
+            ) from None
 
 
 def _txt_rdata(value: str) -> t.Any:
@@ -410,3 +385,8 @@ def _txt_rdata(value: str) -> t.Any:
     if len(data) > 255:
         raise DnsNameError("TXT value longer than 255 bytes")
     return dns.rdtypes.ANY.TXT.TXT(dns.rdataclass.IN, dns.rdatatype.TXT, [data])
+
+
+def make(options: t.Mapping[str, t.Any]) -> Rfc2136Provider:
+    """The registry's factory (providers/__init__.py)."""
+    return Rfc2136Provider(Rfc2136Config.from_options(options))
