@@ -258,6 +258,7 @@ class ActionModule(ActionBase):
                 eab=eab,
                 preflight=args["preflight"],
                 preflight_resolvers=list(args["preflight_resolvers"] or []),
+                caa_check=args["caa_check"],
             ),
             dns_factory=dns_factory,
         )

@@ -193,37 +193,66 @@ options:
         (token files are written straight into it). Must exist.
     type: str
   dns:
-    description: For dns-01, where and how to send RFC 2136 updates (from the controller).
+    description:
+      - For dns-01, how the TXT records are written, from the controller. Each provider takes its own
+        options below; the CNAME of C(_acme-challenge) is followed and every authoritative server of the
+        target zone must serve the values before the CA is asked. Values left by an earlier failed run are
+        removed first. Access to the zones is checked before any order is created.
     type: dict
     suboptions:
       provider:
-        description: DNS backend.
+        description:
+          - V(rfc2136) (TSIG-signed dynamic updates), V(pdns) (PowerDNS Authoritative HTTP API) or
+            V(command) (a controller-side executable called as C(<command> present|cleanup <fqdn> <value> <zone>),
+            the shape of lego's exec and certbot's manual hooks).
         type: str
-        choices: [rfc2136]
+        choices: [rfc2136, pdns, command]
         default: rfc2136
       server:
-        description: Primary server accepting updates (name or address, optionally C(host:port)).
+        description: rfc2136 - primary server accepting updates (name or address, optionally C(host:port)).
         type: str
       port:
-        description: Port of O(dns.server).
+        description: rfc2136 - port of O(dns.server).
         type: int
       key_name:
-        description: TSIG key name.
+        description: rfc2136 - TSIG key name.
         type: str
       key_secret:
-        description: TSIG secret (base64). Never logged.
+        description: rfc2136 - TSIG secret (base64). Never logged.
         type: str
       key_algorithm:
-        description: TSIG algorithm, for example C(hmac-sha256).
+        description: rfc2136 - TSIG algorithm, for example C(hmac-sha256).
         type: str
+      api_url:
+        description: pdns - base URL of the PowerDNS HTTP API, for example C(https://ns1.example.org:8081).
+        type: str
+      api_key:
+        description: pdns - the API key (X-API-Key). Never logged.
+        type: str
+      server_id:
+        description: pdns - the server id in the API path (C(localhost) when omitted).
+        type: str
+      api_validate_certs:
+        description: pdns - verify the API's TLS certificate (default true).
+        type: bool
+      api_ca_path:
+        description: pdns - CA bundle to verify the API's certificate against.
+        type: path
+      command:
+        description: command - absolute path of the executable on the controller; it and its directories
+          must be writable by no one but root or the user running Ansible.
+        type: path
+      command_env:
+        description: command - environment variables for the executable (credentials). Never logged.
+        type: dict
       timeout:
-        description: Seconds per DNS query or update.
+        description: Seconds per DNS query, update or API request.
         type: float
       ttl:
         description: TTL of the TXT records.
         type: int
       resolvers:
-        description: Servers used for zone discovery and CNAME following (default the update server).
+        description: Servers used for zone discovery, CNAME following and the CAA check.
         type: list
         elements: str
       nameserver_port:
@@ -265,6 +294,15 @@ options:
     type: list
     elements: str
     default: []
+  caa_check:
+    description:
+      - Before ordering, resolve the CAA records of every name as RFC 8659 climbs the tree and fail, naming
+        the name, the record and what to add, when they would make the CA refuse (the CA is not among the
+        C(issue)/C(issuewild) values, or RFC 8657 C(accounturi)/C(validationmethods) exclude this account or
+        challenge). Only with CAs that publish C(caaIdentities) in their directory.
+      - Resolved through O(dns.resolvers), else O(preflight_resolvers), else the controller's resolvers.
+    type: bool
+    default: true
   force:
     description: Issue a new certificate even when the current one is good.
     type: bool

@@ -68,6 +68,7 @@ OPTIONS: dict[str, dict[str, t.Any]] = {
     "use_ari": {"type": "bool", "default": True},
     "preflight": {"type": "bool", "default": True},
     "preflight_resolvers": {"type": "list", "elements": "str", "default": []},
+    "caa_check": {"type": "bool", "default": True},
     "force": {"type": "bool", "default": False, "item": True},
     "timeout": {"type": "float", "default": 300},
     "concurrency": {"type": "int", "default": 4},
@@ -107,7 +108,11 @@ def secrets(args: t.Mapping[str, t.Any]) -> list[str]:
                 found.append(values[name])
         sub = values.get("dns")
         if isinstance(sub, dict):
-            found.extend(v for k, v in sub.items() if k in dns and isinstance(v, str))
+            for k, v in sub.items():
+                if k in dns and isinstance(v, str):
+                    found.append(v)
+                elif k in dns and isinstance(v, dict):  # command_env: every value is a secret
+                    found.extend(x for x in v.values() if isinstance(x, str))
 
     collect(args)
     for item in args.get("certificates") or []:

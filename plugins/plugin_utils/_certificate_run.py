@@ -118,6 +118,7 @@ class Options:
     eab: t.Optional[tuple[str, str, str]] = None
     preflight: bool = True
     preflight_resolvers: list[str] = field(default_factory=list)
+    caa_check: bool = True
 
 
 @dataclass
@@ -134,6 +135,7 @@ class Outcome:
     warnings: list[str] = field(default_factory=list)
     failure: t.Optional[Failure] = None
     dns_records: list[dict[str, str]] = field(default_factory=list)
+    dns_provider: t.Any = None
 
     @property
     def error(self) -> t.Optional[str]:
@@ -468,6 +470,7 @@ class CertificateRun:
                 if decision.reason != _renewal.NAMES_CHANGED or old & set(spec.names):
                     replaces = cid
             self._profile_warning(spec, out)
+            self._before_order(spec, out)
             try:
                 order = self.client.new_order(spec.identifiers, profile=spec.profile, replaces=replaces)
             except AcmeError as exc:
@@ -528,6 +531,49 @@ class CertificateRun:
             if not ok and prep is not None:
                 self._discard(spec, prep, out)
             out.changed = ok or host_changed
+
+    def _before_order(self, spec: CertSpec, out: Outcome) -> None:
+        """What would make the CA refuse, found before any order exists: DNS access, then CAA."""
+        from ansible_collections.portail.https.plugins.module_utils._acme.challenges import dns01_name
+        from ansible_collections.portail.https.plugins.module_utils._dns.errors import DnsError
+
+        if spec.challenge == "dns-01":
+            if self.dns_factory is None:
+                raise Failure("preflight", "dns-01 needs the DNS backend (dnspython on the controller)")
+            options = {k: v for k, v in spec.dns.items() if k != "propagation_timeout"}
+            try:
+                out.dns_provider = self.dns_factory(options)
+                out.dns_provider.preflight(sorted({dns01_name(n) for n in spec.names}))
+            except DnsError as exc:
+                raise Failure(
+                    "preflight", f"the DNS provider cannot write the dns-01 records: {exc}", hint="no order was created"
+                ) from None
+        if not self.options.caa_check:
+            return
+        identities = list((getattr(self.client.directory, "meta", None) or {}).get("caaIdentities") or [])
+        if not identities:
+            return  # the CA does not say which CAA identities it uses: no verdict is possible
+        from ansible_collections.portail.https.plugins.plugin_utils import _caa
+
+        servers = list(spec.dns.get("resolvers") or self.options.preflight_resolvers)
+        try:
+            if not servers:
+                from ansible_collections.portail.https.plugins.module_utils._dns.lookup import system_resolvers
+
+                servers = [f"{h}:{p}" for h, p in system_resolvers()]
+            problems = _caa.check(
+                spec.names, identities, self.client.account_url or "", spec.challenge, _caa.DnsCaaResolver(servers)
+            )
+        except (DnsError, ValueError) as exc:
+            out.warnings.append(f"certificate {spec.label}: CAA could not be checked before ordering: {exc}")
+            return
+        if problems:
+            raise Failure(
+                "preflight",
+                "; ".join(p.message() for p in problems),
+                identifier=", ".join(p.name for p in problems),
+                hint="no order was created",
+            )
 
     def _profile_warning(self, spec: CertSpec, out: Outcome) -> None:
         """IP identifiers at a CA with profiles: Let's Encrypt issues them only under its short-lived profile."""
@@ -607,21 +653,20 @@ class CertificateRun:
     def _place_dns01(self, spec: CertSpec, challenges: list[t.Any], deadline: Deadline, out: Outcome) -> Cleanup:
         from ansible_collections.portail.https.plugins.module_utils._dns.errors import DnsError
 
-        if self.dns_factory is None:
-            raise Failure("challenge", "dns-01 needs the DNS backend (dnspython on the controller)")
         options = dict(spec.dns)
         propagation = float(options.pop("propagation_timeout", None) or 120)
         idents = ", ".join(c.identifier for c in challenges)
         records = [(c.dns_name, c.dns_value) for c in challenges]
+        provider = out.dns_provider
+        if provider is None:
+            raise Failure("challenge", "dns-01 needs the DNS backend (dnspython on the controller)")
         try:
-            provider = self.dns_factory(options)
-        except DnsError as exc:
-            raise Failure("challenge", f"dns-01 provider: {exc}", identifier=idents) from None
-        try:
-            purge = getattr(provider, "purge_stale", None)
-            if purge is not None:
-                # values left by an earlier run whose cleanup failed: oversized TXT answers get rejected
-                purge(records)
+            # values left by an earlier run whose cleanup failed: oversized TXT answers get rejected
+            purged = provider.purge_stale(sorted({n for n, _v in records}), [v for _n, v in records])
+            if purged:
+                out.warnings.append(
+                    f"certificate {spec.label}: removed {len(purged)} stale dns-01 value(s) left by an earlier run"
+                )
             placed = provider.add_txt_records(records)
         except DnsError as exc:
             provider.cleanup(records)  # a batch may have been applied in part, in another zone

@@ -116,12 +116,22 @@ def test_secrets_found_everywhere_the_table_says():
         {
             "account_key_content": "-----BEGIN PRIVATE KEY-----xyz",
             "eab_hmac_key": "hmac-secret-1",
-            "dns": {"key_secret": "tsig-secret-1", "server": "ns1.example.org"},
+            "dns": {
+                "key_secret": "tsig-secret-1",
+                "server": "ns1.example.org",
+                "command_env": {"TOKEN": "api-token-9"},
+            },
             "certificates": [{"dns": {"key_secret": "tsig-secret-2"}}, "not a dict"],
             "names": ["www.example.org"],
         }
     )
-    assert set(found) == {"-----BEGIN PRIVATE KEY-----xyz", "hmac-secret-1", "tsig-secret-1", "tsig-secret-2"}
+    assert set(found) == {
+        "-----BEGIN PRIVATE KEY-----xyz",
+        "hmac-secret-1",
+        "tsig-secret-1",
+        "tsig-secret-2",
+        "api-token-9",
+    }
 
 
 def test_module_documentation_matches_the_table():
@@ -142,5 +152,7 @@ def test_module_documentation_matches_the_table():
             assert list(d.get("choices")) == list(opt["choices"]), name
         if "default" in opt and opt["default"] not in ([], None):
             assert d.get("default") == opt["default"] or str(d.get("default")) == str(opt["default"]), name
-    for name in spec["dns"]["options"]:
-        assert name in doc["dns"]["suboptions"], name
+    for name, opt in spec["dns"]["options"].items():
+        sub = doc["dns"]["suboptions"][name]
+        assert sub.get("type", "str") == opt["type"], name
+        assert list(sub.get("choices") or []) == list(opt.get("choices") or []), name

@@ -388,8 +388,14 @@ class FakeProvider:
         self.wait_error = wait_error
         self.cleanup_errors = list(cleanup_errors)
 
-    def purge_stale(self, records):
-        self.calls.append(("purge", list(records)))
+    def preflight(self, names):
+        self.calls.append(("preflight", list(names)))
+        if getattr(self, "preflight_error", None):
+            raise self.preflight_error
+
+    def purge_stale(self, names, keep_values):
+        self.calls.append(("purge", list(names), list(keep_values)))
+        return ["old"]
 
     def add_txt_records(self, records):
         self.calls.append(("add", list(records)))
@@ -422,7 +428,9 @@ def test_dns01_purges_stale_values_places_waits_and_cleans():
         dns={"server": "ns1.example.org"},
     )
     assert out.failure is None, out.error
-    assert [c[0] for c in provider.calls] == ["purge", "add", "wait", "cleanup"]
+    assert [c[0] for c in provider.calls] == ["preflight", "purge", "add", "wait", "cleanup"]
+    assert provider.calls[1][1:] == (["_acme-challenge.www.example.org"], ["value-www.example.org"])
+    assert any("stale" in w for w in out.warnings)
     assert out.dns_records[0]["name"] == "_acme-challenge.www.example.org"
 
 
@@ -532,3 +540,41 @@ def test_ip_identifier_without_profile_at_a_ca_with_profiles_warns():
     client.profiles = {"shortlived": "160 hours"}
     out = run_one(FakeHost([MISSING]), client, names=["192.0.2.10"], profile="shortlived")
     assert not out.warnings and client.orders[0][1] == "shortlived"
+
+
+def test_dns_provider_refusing_access_stops_before_any_order():
+    from ansible_collections.portail.https.plugins.module_utils._dns.errors import DnsError
+
+    provider = FakeProvider()
+    provider.preflight_error = DnsError("HTTP 401 from the PowerDNS API: wrong API key")
+    client = FakeClient(challenge_type="dns-01")
+    host = FakeHost([MISSING])
+    out = run_one(
+        host, client, dns_factory=lambda o: provider, challenge="dns-01", webroot=[], dns={"provider": "pdns"}
+    )
+    assert out.failure.step == "preflight" and "wrong API key" in out.error and "no order" in out.error
+    assert client.orders == [] and host.steps()[-1] == "discard"
+
+
+def test_caa_forbidding_the_ca_stops_before_any_order(monkeypatch):
+    from ansible_collections.portail.https.plugins.plugin_utils import _caa
+
+    class Resolver:
+        def __init__(self, servers):
+            self.servers = servers
+
+        def __call__(self, name):
+            if name == "example.org.":
+                return [_caa.CaaRecord(0, "issue", "other-ca.example")]
+            return []
+
+    monkeypatch.setattr(_caa, "DnsCaaResolver", Resolver)
+    client = FakeClient()
+    client.meta = {"caaIdentities": ["ca.example"]}
+    FakeDirectory.meta = property(lambda self: client.meta)
+    try:
+        out = run_one(FakeHost([MISSING]), client, preflight_resolvers=["192.0.2.53"])
+    finally:
+        del FakeDirectory.meta
+    assert out.failure.step == "preflight" and "CAA" in out.error and "ca.example" in out.error
+    assert client.orders == []
