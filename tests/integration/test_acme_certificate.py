@@ -616,3 +616,41 @@ def test_preflight_stops_a_pool_member_that_does_not_serve(rig, account_key, tmp
             both.stop()
     finally:
         _set_a_records(rig, name, [])
+
+
+# --- dns-01 through the HTTP provider (PowerDNS) -------------------------------------------------------------
+
+
+def pdns_settings(rig, **extra) -> dict:
+    d = {
+        "provider": "pdns",
+        "api_url": rig["PORTAIL_PDNS_API_URL"],
+        "api_key": rig["PORTAIL_PDNS_API_KEY"],
+        "resolvers": [rig["PORTAIL_PDNS_ADDRESS"]],
+        "propagation_timeout": 60,
+    }
+    d.update(extra)
+    return d
+
+
+def test_dns01_wildcard_and_apex_through_powerdns(rig, account_key, tmp_path):
+    zone = rig["PORTAIL_PDNS_ZONE"]
+    out = tmp_path / "pdns-cert"
+    names = [f"*.www.{zone}", f"www.{zone}"]
+    args = base(rig, account_key, out, names, challenge="dns-01", dns=pdns_settings(rig))
+    r1 = twice(tmp_path, args)[0]
+    check_deployed(out, names, r1)
+    assert txt_values(rig["PORTAIL_PDNS_ADDRESS"], f"_acme-challenge.www.{zone}") == set()
+
+
+def test_powerdns_wrong_api_key_refused_before_the_order(rig, account_key, tmp_path):
+    zone = rig["PORTAIL_PDNS_ZONE"]
+    out = tmp_path / "pdns-bad"
+    secret = "not-the-key-0123456789"
+    args = base(rig, account_key, out, [f"bad.{zone}"], challenge="dns-01", dns=pdns_settings(rig, api_key=secret))
+    res = run(tmp_path, args)
+    assert res.rc != 0
+    r = res.result(TASK)
+    assert r["step"] == "preflight" and "no order was created" in r["msg"], r["msg"]
+    assert secret not in res.stdout and secret not in res.stderr
+    assert not (out / "cert.pem").exists()
