@@ -136,6 +136,7 @@ class Outcome:
     failure: t.Optional[Failure] = None
     dns_records: list[dict[str, str]] = field(default_factory=list)
     dns_provider: t.Any = None
+    dns_leftovers: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def error(self) -> t.Optional[str]:
@@ -384,12 +385,33 @@ class CertificateRun:
         if not decision.due:
             if prepared:
                 self._discard(spec, prepared, out)
+            self._remove_dns_leftovers(spec, state, out)
             return
         if self.options.check_mode:
             out.changed = True
             out.msg = f"would issue: {decision.msg}"
             return
         self._issue(spec, out, decision, cid, state, deadline)
+
+    def _remove_dns_leftovers(self, spec: CertSpec, state: t.Mapping[str, t.Any], out: Outcome) -> None:
+        """TXT values an earlier run could not remove (DNS down at its cleanup), recorded with its deploy."""
+        from ansible_collections.portail.https.plugins.module_utils._dns.errors import DnsError
+
+        leftovers = (state.get("meta") or {}).get("dns_leftovers") or []
+        records = [(str(r["name"]), str(r["value"])) for r in leftovers if isinstance(r, dict) and "name" in r]
+        if not records or spec.challenge != "dns-01" or self.dns_factory is None or self.options.check_mode:
+            return
+        options = {k: v for k, v in spec.dns.items() if k != "propagation_timeout"}
+        try:
+            errors = self.dns_factory(options).cleanup(records)
+        except DnsError as exc:
+            errors = [str(exc)]
+        if errors:
+            out.warnings.append(f"certificate {spec.label}: dns-01 values left by an earlier run: {'; '.join(errors)}")
+        else:
+            out.warnings.append(
+                f"certificate {spec.label}: removed {len(records)} dns-01 value(s) an earlier run could not remove"
+            )
 
     def _decide(self, spec: CertSpec, state: t.Mapping[str, t.Any]) -> _renewal.Decision:
         return _renewal.decide(
@@ -496,6 +518,15 @@ class CertificateRun:
             except AcmeError as exc:
                 raise Failure.of("download", exc) from None
             client = self.client
+            for undo in cleanups:
+                # DNS records go before the deploy, so that values a DNS outage keeps are recorded with it
+                if getattr(undo, "before_deploy", False):
+                    problem = undo()
+                    if problem:
+                        out.warnings.append(f"certificate {spec.label}: cleanup: {problem}")
+            meta: dict[str, t.Any] = {"directory": client.directory_url, "ari": bool(client.directory.renewal_info)}
+            if out.dns_leftovers:
+                meta["dns_leftovers"] = out.dns_leftovers
             deployed = self._step(
                 "deploy",
                 spec,
@@ -509,7 +540,7 @@ class CertificateRun:
                     mode=spec.mode,
                     key_mode=spec.key_mode,
                     backup=spec.backup,
-                    meta={"directory": client.directory_url, "ari": bool(client.directory.renewal_info)},
+                    meta=meta,
                     # the http-01 token files go in the same round trip
                     files=http01.get("files", []),
                     created_dirs=http01.get("created_dirs", []),
@@ -674,8 +705,16 @@ class CertificateRun:
         out.dns_records = [{"name": r.name, "target": r.target or r.name, "zone": r.zone} for r in placed]
 
         def undo() -> t.Optional[str]:
+            if getattr(undo, "done", False):
+                return None
+            undo.done = True  # type: ignore[attr-defined]
             errors = provider.cleanup(records)
-            return "; ".join(errors) + " (the next run removes them)" if errors else None
+            if errors:
+                out.dns_leftovers = [{"name": n, "value": v} for n, v in records]
+                return "; ".join(errors) + " (recorded on the host: the next run removes them)"
+            return None
+
+        undo.before_deploy = True  # type: ignore[attr-defined]
 
         wait_until = time.monotonic() + min(deadline.remaining(), propagation)
         try:

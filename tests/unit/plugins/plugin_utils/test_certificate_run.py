@@ -453,8 +453,9 @@ def test_dns01_wait_timeout_removes_records_and_says_which_server():
 
 def test_dns01_cleanup_failure_is_a_warning_that_says_the_next_run_removes_it():
     provider = FakeProvider(cleanup_errors=["primary 127.53.0.1 unreachable"])
+    host = FakeHost([MISSING])
     out = run_one(
-        FakeHost([MISSING]),
+        host,
         FakeClient(challenge_type="dns-01"),
         dns_factory=lambda o: provider,
         challenge="dns-01",
@@ -462,6 +463,28 @@ def test_dns01_cleanup_failure_is_a_warning_that_says_the_next_run_removes_it():
         dns={"server": "ns1.example.org"},
     )
     assert out.failure is None and any("next run removes" in w for w in out.warnings)
+    deploy = next(a for st, a in host.calls if st == "deploy")
+    assert deploy["meta"]["dns_leftovers"] == [
+        {"name": "_acme-challenge.www.example.org", "value": "value-www.example.org"}
+    ]
+    # the cleanup ran before the deploy, once
+    assert [c[0] for c in provider.calls].count("cleanup") == 1
+
+
+def test_a_later_no_op_run_removes_recorded_dns_leftovers():
+    provider = FakeProvider()
+    leftovers = [{"name": "_acme-challenge.www.example.org", "value": "v1"}]
+    state = dict(valid(), meta={"directory": "https://ca.example/dir", "ari": False, "dns_leftovers": leftovers})
+    out = run_one(
+        FakeHost([state]),
+        FakeClient(ari=False),
+        dns_factory=lambda o: provider,
+        challenge="dns-01",
+        webroot=[],
+        dns={"server": "ns1.example.org"},
+    )
+    assert out.failure is None and not out.changed
+    assert provider.calls == [("cleanup", [("_acme-challenge.www.example.org", "v1")])]
 
 
 def test_tls_alpn01_responder_stopped_after_failure():
