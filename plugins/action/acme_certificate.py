@@ -262,12 +262,23 @@ class ActionModule(ActionBase):
             ),
             dns_factory=dns_factory,
         )
+        resume = {str(e.get("name")): e for e in args.get("resume") or [] if isinstance(e, dict)}
+        if args["abort"] and not resume:
+            raise RequestError("abort needs resume (the entries returned by the first phase)")
+        if resume:
+            # phase 2 of dns-01 with provider external: only the certificates the first phase handed out
+            specs = [s for s in specs if s.label in resume]
+
+        def one(spec: t.Any) -> t.Any:
+            entry = resume.get(spec.label)
+            return run.resume(spec, entry, args["abort"]) if entry else run.process(spec)
+
         workers = max(1, min(args["concurrency"], len(specs)))
-        if workers == 1:
-            outcomes = [run.process(s) for s in specs]
+        if workers <= 1:
+            outcomes = [one(s) for s in specs]
         else:
             with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="portail-acme") as pool:
-                outcomes = list(pool.map(run.process, specs))
+                outcomes = list(pool.map(one, specs))
         client = run.client_if_made()
         results = [o.result() for o in outcomes]
         out: dict[str, t.Any] = {
@@ -276,6 +287,10 @@ class ActionModule(ActionBase):
             "acme_requests": client.requests if client else 0,
             "acme_retries": client.bad_nonce_retried if client else 0,
         }
+        pending = [o.resume for o in outcomes if o.resume]
+        if pending:
+            out["resume"] = pending
+            out["dns_records"] = [dict(r, certificate=o.spec.label) for o in outcomes for r in o.dns_records]
         warnings = [w for o in outcomes for w in o.warnings]
         if warnings:
             out["warnings"] = warnings

@@ -202,11 +202,12 @@ options:
     suboptions:
       provider:
         description:
-          - V(rfc2136) (TSIG-signed dynamic updates), V(pdns) (PowerDNS Authoritative HTTP API) or
+          - V(rfc2136) (TSIG-signed dynamic updates), V(pdns) (PowerDNS Authoritative HTTP API),
             V(command) (a controller-side executable called as C(<command> present|cleanup <fqdn> <value> <zone>),
-            the shape of lego's exec and certbot's manual hooks).
+            the shape of lego's exec and certbot's manual hooks) or V(external) (the playbook writes the
+            records with any DNS module; see O(resume)).
         type: str
-        choices: [rfc2136, pdns, command]
+        choices: [rfc2136, pdns, command, external]
         default: rfc2136
       server:
         description: rfc2136 - primary server accepting updates (name or address, optionally C(host:port)).
@@ -303,6 +304,20 @@ options:
       - Resolved through O(dns.resolvers), else O(preflight_resolvers), else the controller's resolvers.
     type: bool
     default: true
+  resume:
+    description:
+      - For dns-01 with O(dns.provider=external), the second run of the two; pass RV(resume) of the first run
+        once the playbook has created RV(dns_records). The run waits until every authoritative server of each
+        record's zone serves it, answers the CA, finalizes with the key made in the first run and deploys.
+      - The certificate role does this for you around the task file you name.
+    type: list
+    elements: dict
+  abort:
+    description:
+      - With O(resume), give back the pending key and the host's lock of the first run without ordering
+        anything (after the playbook failed to create the records).
+    type: bool
+    default: false
   force:
     description: Issue a new certificate even when the current one is good.
     type: bool
@@ -426,6 +441,19 @@ problem:
     C(identifier) and C(subproblems).
   returned: failure, when the CA sent one
   type: dict
+resume:
+  description: With O(dns.provider=external), what the second run needs (one entry per certificate that
+    waits for its records). Hand it back unchanged as O(resume).
+  returned: when records are to be created by the playbook
+  type: list
+  elements: dict
+dns_records:
+  description: With O(dns.provider=external), the TXT records to create, one entry per value, with C(name)
+    (C(_acme-challenge.<name>)), C(target) (where the CNAME chain of C(name) ends, the name to write),
+    C(zone) (the zone holding C(target)), C(value) and C(certificate).
+  returned: when records are to be created by the playbook
+  type: list
+  elements: dict
 certificates:
   description: One entry per certificate with the fields above plus C(name), C(changed), C(failed),
     C(msg), C(step), C(problem) and the paths.

@@ -70,6 +70,8 @@ OPTIONS: dict[str, dict[str, t.Any]] = {
     "preflight_resolvers": {"type": "list", "elements": "str", "default": []},
     "caa_check": {"type": "bool", "default": True},
     "force": {"type": "bool", "default": False, "item": True},
+    "resume": {"type": "list", "elements": "dict"},
+    "abort": {"type": "bool", "default": False},
     "timeout": {"type": "float", "default": 300},
     "concurrency": {"type": "int", "default": 4},
 }

@@ -137,6 +137,7 @@ class Outcome:
     dns_records: list[dict[str, str]] = field(default_factory=list)
     dns_provider: t.Any = None
     dns_leftovers: list[dict[str, str]] = field(default_factory=list)
+    resume: t.Optional[dict[str, t.Any]] = None
 
     @property
     def error(self) -> t.Optional[str]:
@@ -169,6 +170,8 @@ class Outcome:
             out["replaces"] = self.replaces
         if self.dns_records:
             out["dns_records"] = self.dns_records
+        if self.resume:
+            out["resume"] = self.resume
         if self.failure:
             out.update(failed=True, msg=self.error, step=self.failure.step)
             if self.failure.problem:
@@ -472,7 +475,7 @@ class CertificateRun:
         prep: t.Optional[t.Mapping[str, t.Any]] = state.get("prepared")
         cleanups: list[Cleanup] = []
         http01: dict[str, t.Any] = {}
-        ok = False
+        ok = keep = False
         try:
             try:
                 self._ensure_account()
@@ -502,6 +505,11 @@ class CertificateRun:
                 challenges = order.pending_challenges(spec.challenge)
             except AcmeError as exc:
                 raise Failure.of("authorization", exc) from None
+            if challenges and spec.dns.get("provider") == "external":
+                # phase 1 of two: hand out the records; the playbook writes them and resumes (the lock is kept)
+                self._hand_out(spec, order, challenges, prep, out)
+                ok = keep = True
+                return
             if challenges:
                 placer = self.placers[spec.challenge]
                 cleanups.append(placer(spec, challenges, deadline, out))
@@ -509,14 +517,7 @@ class CertificateRun:
                     http01 = getattr(cleanups[-1], "placed", {})
                 self._preflight(spec, challenges, out)
                 self._answer(spec, challenges, deadline)
-            try:
-                order.finalize(csr, deadline)
-            except AcmeError as exc:
-                raise Failure.of("finalize", exc, ", ".join(spec.names)) from None
-            try:
-                chain = order.download(spec.preferred_chain)
-            except AcmeError as exc:
-                raise Failure.of("download", exc) from None
+            chain = self._certificate(spec, order, csr, deadline)
             client = self.client
             for undo in cleanups:
                 # DNS records go before the deploy, so that values a DNS outage keeps are recorded with it
@@ -555,6 +556,9 @@ class CertificateRun:
             out.renew_at = _iso(new)
             ok = True
         finally:
+            if keep:
+                out.changed = True
+                return  # noqa: B012 - phase 1 keeps the pending key and lock for the resume
             for undo in reversed(cleanups):
                 problem = undo()
                 if problem:
@@ -562,6 +566,114 @@ class CertificateRun:
             if not ok and prep is not None:
                 self._discard(spec, prep, out)
             out.changed = ok or host_changed
+
+    def _certificate(self, spec: CertSpec, order: t.Any, csr: bytes, deadline: Deadline) -> t.Any:
+        try:
+            order.finalize(csr, deadline)
+        except AcmeError as exc:
+            raise Failure.of("finalize", exc, ", ".join(spec.names)) from None
+        try:
+            return order.download(spec.preferred_chain)
+        except AcmeError as exc:
+            raise Failure.of("download", exc) from None
+
+    def _hand_out(
+        self, spec: CertSpec, order: t.Any, challenges: list[t.Any], prep: t.Mapping[str, t.Any], out: Outcome
+    ) -> None:
+        """dns-01 with provider external, phase 1: the records to create (CNAME followed) and how to resume."""
+        from ansible_collections.portail.https.plugins.module_utils._dns.errors import DnsError
+
+        records = [(c.dns_name, c.dns_value) for c in challenges]
+        try:
+            placed = out.dns_provider.add_txt_records(records)
+        except DnsError as exc:
+            raise Failure("challenge", f"finding where the dns-01 records go: {exc}") from None
+        out.dns_records = [
+            {"name": r.name, "target": r.target or r.name, "zone": r.zone, "value": r.value} for r in placed
+        ]
+        out.resume = {
+            "name": spec.label,
+            "order": order.url,
+            "csr": prep["csr"],
+            "prepared": {k: v for k, v in prep.items() if k != "csr"},
+            "replaces": out.replaces,
+        }
+        out.msg = f"{out.msg}; dns-01 records to create: {', '.join(sorted({r['target'] for r in out.dns_records}))}"
+
+    def resume(self, spec: CertSpec, entry: t.Mapping[str, t.Any], abort: bool = False) -> Outcome:
+        """dns-01 with provider external, phase 2: records are in place; answer, finalize, deploy (or abort)."""
+        out = Outcome(spec, reason="resumed")
+        deadline = Deadline(self.options.timeout, f"certificate {spec.label}")
+        prep = dict(entry.get("prepared") or {})
+        ok = False
+        try:
+            if abort:
+                out.msg = "aborted: the pending key and lock were given back"
+                return out
+            try:
+                self._ensure_account()
+                order = self.client.order(str(entry["order"]))
+                challenges = order.pending_challenges("dns-01")
+            except AcmeError as exc:
+                raise Failure.of("authorization", exc) from None
+            if challenges:
+                self._before_order(spec, out)  # makes the provider (no order is created here)
+                records = [(c.dns_name, c.dns_value) for c in challenges]
+                propagation = float(spec.dns.get("propagation_timeout") or 120)
+                self._wait_records(spec, out.dns_provider, records, deadline, propagation)
+                self._answer(spec, challenges, deadline)
+            chain = self._certificate(spec, order, csr_der(str(entry["csr"]), spec.names), deadline)
+            client = self.client
+            meta = {"directory": client.directory_url, "ari": bool(client.directory.renewal_info)}
+            deployed = self._step(
+                "deploy",
+                spec,
+                dict(
+                    self._paths(spec),
+                    prepared=prep,
+                    cert_pem=chain.cert_pem.decode("ascii"),
+                    chain_pem=chain.chain_pem.decode("ascii"),
+                    owner=spec.owner,
+                    group=spec.group,
+                    mode=spec.mode,
+                    key_mode=spec.key_mode,
+                    backup=spec.backup,
+                    meta=meta,
+                    files=[],
+                    created_dirs=[],
+                ),
+            )
+            out.cert = deployed.get("cert")
+            new = _renewal.local_renew_at(out.cert, spec.renew_remaining_fraction) if out.cert else None
+            out.renew_at, out.replaces = _iso(new), entry.get("replaces")
+            out.msg = "issued after the playbook created the dns-01 records"
+            ok = out.changed = True
+        except Failure as exc:
+            out.failure = exc
+        except HostError as exc:
+            out.failure = Failure("deploy", str(exc))
+        finally:
+            if not ok:
+                self._discard(spec, dict(prep, csr=None), out)
+                out.changed = bool(prep.get("pending_created"))
+        return out
+
+    def _wait_records(
+        self, spec: CertSpec, provider: t.Any, records: list[tuple[str, str]], deadline: Deadline, propagation: float
+    ) -> None:
+        from ansible_collections.portail.https.plugins.module_utils._dns.errors import DnsError
+
+        wait_until = time.monotonic() + min(deadline.remaining(), propagation)
+        try:
+            provider.wait_visible_records(records, wait_until)
+        except DnsError as exc:
+            lagging = getattr(exc, "lagging", None)
+            extra = f" ({'; '.join(lagging)})" if lagging else ""
+            raise Failure(
+                "challenge",
+                f"waiting for the dns-01 TXT records: {exc}{extra}",
+                identifier=", ".join(n for n, _v in records),
+            ) from None
 
     def _before_order(self, spec: CertSpec, out: Outcome) -> None:
         """What would make the CA refuse, found before any order exists: DNS access, then CAA."""

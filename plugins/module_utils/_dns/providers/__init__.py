@@ -16,12 +16,13 @@ import typing as t
 
 from ansible_collections.portail.https.plugins.module_utils._dns.base import DnsProvider
 from ansible_collections.portail.https.plugins.module_utils._dns.errors import DnsConfigError
-from ansible_collections.portail.https.plugins.module_utils._dns.providers import command, pdns, rfc2136
+from ansible_collections.portail.https.plugins.module_utils._dns.providers import command, external, pdns, rfc2136
 
 PROVIDERS: dict[str, types.ModuleType] = {
     "rfc2136": rfc2136,
     "pdns": pdns,
     "command": command,
+    "external": external,
 }
 
 #: options every provider understands, handled by the caller (not passed to ``make_provider``)

@@ -115,6 +115,7 @@ class FakeOrder:
     def __init__(self, client, challenges, replaces):
         self.client, self.challenges, self.replaces_dropped = client, challenges, False
         self.finalized = None
+        self.url = f"https://ca.example/order/{len(client.orders)}"
 
     def pending_challenges(self, typ):
         if self.client.authz_error:
@@ -176,7 +177,12 @@ class FakeClient:
         if self.order_errors:
             raise self.order_errors.pop(0)
         chs = [FakeChallenge(i["value"], self.challenge_type, **self.challenge_kw) for i in identifiers]
-        return FakeOrder(self, chs, replaces)
+        self.last_order = FakeOrder(self, chs, replaces)
+        return self.last_order
+
+    def order(self, url):
+        assert url == self.last_order.url
+        return self.last_order
 
 
 def run_one(host, client, check_mode=False, dns_factory=None, preflight=None, **spec_kw):
@@ -401,10 +407,10 @@ class FakeProvider:
         self.calls.append(("add", list(records)))
 
         class R:
-            def __init__(self, n):
-                self.name, self.target, self.zone = n, None, "example.org."
+            def __init__(self, n, v):
+                self.name, self.target, self.zone, self.value = n, None, "example.org.", v
 
-        return [R(n) for n, _v in records]
+        return [R(n, v) for n, v in records]
 
     def wait_visible_records(self, records, deadline):
         self.calls.append(("wait", list(records)))
@@ -601,3 +607,43 @@ def test_caa_forbidding_the_ca_stops_before_any_order(monkeypatch):
         del FakeDirectory.meta
     assert out.failure.step == "preflight" and "CAA" in out.error and "ca.example" in out.error
     assert client.orders == []
+
+
+def test_external_dns_two_phases():
+    provider = FakeProvider()
+    client = FakeClient(challenge_type="dns-01")
+    host = FakeHost([MISSING])
+    kw = {"challenge": "dns-01", "webroot": [], "dns": {"provider": "external"}}
+    out = run_one(host, client, dns_factory=lambda o: provider, **kw)
+    assert out.failure is None and out.changed and out.resume
+    assert host.steps() == ["inspect", "prepare"]  # the pending key and the lock stay for phase 2
+    assert out.dns_records[0]["value"] == "value-www.example.org"
+    assert [c[0] for c in provider.calls] == ["preflight", "add"]  # placement only: nothing written
+    [spec] = build_specs({"names": ["www.example.org"], "key_path": "/k", "cert_path": "/c", **kw})
+    run = cr.CertificateRun(
+        host, lambda: client, cr.Options(timeout=30), dns_factory=lambda o: provider, now=lambda: NOW
+    )
+    done = run.resume(spec, out.resume)
+    assert done.failure is None, done.error
+    assert done.changed and host.steps()[-1] == "deploy"
+    assert [c[0] for c in provider.calls][-2:] == ["preflight", "wait"]
+    assert all(c.responded for c in client.last_order.challenges)
+
+
+def test_external_dns_phase_two_failure_and_abort_give_back_the_key():
+    provider = FakeProvider(wait_error=None)
+    client = FakeClient(challenge_type="dns-01")
+    host = FakeHost([MISSING])
+    kw = {"challenge": "dns-01", "webroot": [], "dns": {"provider": "external"}}
+    out = run_one(host, client, dns_factory=lambda o: provider, **kw)
+    [spec] = build_specs({"names": ["www.example.org"], "key_path": "/k", "cert_path": "/c", **kw})
+    run = cr.CertificateRun(
+        host, lambda: client, cr.Options(timeout=30), dns_factory=lambda o: provider, now=lambda: NOW
+    )
+    aborted = run.resume(spec, out.resume, abort=True)
+    assert aborted.failure is None and host.steps()[-1] == "discard" and client.last_order.finalized is None
+    from ansible_collections.portail.https.plugins.module_utils._dns.errors import DnsError
+
+    provider.wait_error = DnsError("ns2 (127.53.0.2) did not serve the value after 60 s")
+    failed = run.resume(spec, out.resume)
+    assert failed.failure.step == "challenge" and "127.53.0.2" in failed.error and host.steps()[-1] == "discard"
