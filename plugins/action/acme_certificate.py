@@ -295,7 +295,8 @@ class ActionModule(ActionBase):
         if warnings:
             out["warnings"] = warnings
         if not args.get("certificates"):
-            out.update({k: v for k, v in results[0].items() if k not in ("changed", "failed", "msg")})
+            skip = ("changed", "failed", "msg", "resume", "dns_records")
+            out.update({k: v for k, v in results[0].items() if k not in skip})
         if self._task.diff:
             diffs = [o.diff() for o in outcomes if o.changed]
             if diffs:

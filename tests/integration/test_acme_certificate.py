@@ -654,3 +654,85 @@ def test_powerdns_wrong_api_key_refused_before_the_order(rig, account_key, tmp_p
     assert r["step"] == "preflight" and "no order was created" in r["msg"], r["msg"]
     assert secret not in res.stdout and secret not in res.stderr
     assert not (out / "cert.pem").exists()
+
+
+# --- dns-01 with the records written by the playbook (provider external, two phases) -------------------------
+
+
+def external_playbook(args: dict, rig, fail_between: bool = False) -> str:
+    """Phase 1, community.general.nsupdate writes the handed-out records, phase 2; records always removed."""
+    nsupdate = {
+        "server": rig["PORTAIL_DNS_PRIMARY"],
+        "key_name": rig["PORTAIL_TSIG_NAME"],
+        "key_secret": rig["PORTAIL_TSIG_SECRET"],
+        "key_algorithm": rig["PORTAIL_TSIG_ALGORITHM"],
+        "type": "TXT",
+        "ttl": 30,
+    }
+    present = dict(
+        nsupdate, zone="{{ item.zone }}", record="{{ item.target }}", value="{{ item.value }}", state="present"
+    )
+    absent = dict(present, state="absent")
+    failing = "\n        - ansible.builtin.fail: {msg: injected}" if fail_between else ""
+    return f"""- hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: phase1
+      portail.https.acme_certificate: {json.dumps(args)}
+      register: p1
+    - block:
+        - name: records
+          community.general.nsupdate: {json.dumps(present)}
+          loop: "{{{{ p1.dns_records | default([]) }}}}"
+          when: p1.resume is defined{failing}
+        - name: {TASK}
+          portail.https.acme_certificate: {json.dumps(dict(args, resume="{{ p1.resume }}"))}
+          when: p1.resume is defined
+          register: r
+      rescue:
+        - name: abort
+          portail.https.acme_certificate: {json.dumps(dict(args, resume="{{ p1.resume }}", abort=True))}
+        - ansible.builtin.fail: {{msg: "records could not be created"}}
+      always:
+        - name: remove records
+          community.general.nsupdate: {json.dumps(absent)}
+          loop: "{{{{ p1.dns_records | default([]) }}}}"
+"""
+
+
+def test_dns01_external_provider_two_phases_through_a_cname(rig, account_key, tmp_path):
+    out = tmp_path / "ext"
+    names = ["delegated.portail.test", "cert25.portail.test"]
+    dns = {"provider": "external", "resolvers": [rig["PORTAIL_DNS_PRIMARY"]], "propagation_timeout": 60}
+    args = base(rig, account_key, out, names, challenge="dns-01", dns=dns)
+    res = run_playbook(external_playbook(args, rig), tmp_path)
+    assert res.rc == 0, res.failures()
+    p1 = res.result("phase1")
+    targets = {r["target"] for r in p1["dns_records"]}
+    # the CNAME of _acme-challenge.delegated.portail.test was followed into validation.test
+    assert any(t.endswith(rig["PORTAIL_DNS_ZONE2"] + ".") or t.endswith(rig["PORTAIL_DNS_ZONE2"]) for t in targets), (
+        targets
+    )
+    r = res.result(TASK)
+    assert r["changed"] is True and not r.get("failed")
+    check_deployed(out, names, r["certificates"][0])
+    for rec in p1["dns_records"]:
+        assert txt_values(rig["PORTAIL_DNS_PRIMARY"], rec["target"]) == set()
+    # nothing due: the second run hands out nothing and changes nothing
+    again = run_playbook(external_playbook(args, rig), tmp_path)
+    assert again.rc == 0 and again.changed() == 0
+    assert "resume" not in again.result("phase1")
+
+
+def test_dns01_external_failure_between_phases_gives_back_the_key(rig, account_key, tmp_path):
+    out = tmp_path / "ext-fail"
+    names = ["cert26.portail.test"]
+    dns = {"provider": "external", "resolvers": [rig["PORTAIL_DNS_PRIMARY"]], "propagation_timeout": 60}
+    args = base(rig, account_key, out, names, challenge="dns-01", dns=dns)
+    res = run_playbook(external_playbook(args, rig, fail_between=True), tmp_path)
+    assert res.rc != 0
+    assert res.result("abort")["changed"] in (True, False) and not res.result("abort").get("failed")
+    assert not (out / "cert.pem").exists()
+    leftovers = [p.name for p in out.rglob("*") if "pending" in p.name or p.name == "lock"] if out.exists() else []
+    assert leftovers == [], leftovers
+    assert txt_values(rig["PORTAIL_DNS_PRIMARY"], "_acme-challenge.cert26.portail.test") == set()

@@ -32,7 +32,7 @@ class ExternalProvider(DnsProvider):
     kind = "external"
     writes = False
 
-    def __init__(self, resolvers: t.Sequence[str], nameserver_port: t.Optional[int]) -> None:
+    def __init__(self, resolvers: t.Sequence[str], nameserver_port: int = 53) -> None:
         require_dnspython()
         servers = [parse_server(r, 53) for r in resolvers] or system_resolvers()
         self.lookup = DnsLookup(servers, timeout=5.0, nameserver_port=nameserver_port)
@@ -55,4 +55,4 @@ def make(options: t.Mapping[str, t.Any]) -> ExternalProvider:
     unknown = sorted(set(options) - set(OPTIONS))
     if unknown:
         raise DnsConfigError(f"external: unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(OPTIONS))}")
-    return ExternalProvider(list(options.get("resolvers") or []), options.get("nameserver_port"))
+    return ExternalProvider(list(options.get("resolvers") or []), int(options.get("nameserver_port") or 53))
