@@ -14,8 +14,6 @@ import re
 import typing as t
 from dataclasses import dataclass, field
 
-from ansible_collections.portail.https.plugins.module_utils import _certhost
-
 KEY_TYPES = ("ec256", "ec384", "rsa2048", "rsa3072", "rsa4096")
 CHALLENGES = ("http-01", "dns-01", "tls-alpn-01")
 DEFAULT_FRACTION = 1.0 / 3.0
@@ -62,15 +60,15 @@ DNS_OPTIONS = (
     "propagation_timeout",
 )
 
-# Reasons (stable strings: roles and reports match on them); defined next to the rules in _certhost
-MISSING = _certhost.MISSING
-NAMES_CHANGED = _certhost.NAMES_CHANGED
-KEY_TYPE_CHANGED = _certhost.KEY_TYPE_CHANGED
-KEY_MISMATCH = _certhost.KEY_MISMATCH
-EXPIRING = _certhost.EXPIRING
+# Reasons (stable strings: roles and reports match on them)
+MISSING = "missing"
+NAMES_CHANGED = "names_changed"
+KEY_TYPE_CHANGED = "key_type_changed"
+KEY_MISMATCH = "key_mismatch"
+EXPIRING = "expiring"
 ARI_WINDOW = "ari_window"
-FORCED = _certhost.FORCED
-VALID = _certhost.VALID
+FORCED = "forced"
+VALID = "valid"
 
 
 class RequestError(Exception):
@@ -284,25 +282,47 @@ def _build_one(o: dict[str, t.Any], index: t.Optional[int]) -> CertSpec:
 
 
 def parse_time(value: str) -> datetime.datetime:
-    return _certhost.parse_time(value)
+    text = value.strip()
+    if text.endswith("Z"):
+        text = text[:-1] + "+00:00"
+    # RFC 3339 with more than 6 fractional digits (Go servers) -> cut to microseconds
+    text = re.sub(r"(\.\d{6})\d+", r"\1", text)
+    parsed = datetime.datetime.fromisoformat(text)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=datetime.timezone.utc)
+    return parsed
 
 
 def decide_local(spec: CertSpec, state: t.Mapping[str, t.Any], now: datetime.datetime) -> tuple[str, str]:
-    """(reason, message) from what the host reported; VALID means only the CA's ARI could still say renew.
-
-    The same rules run on the host (inspect with prepare_if_due) so a due certificate gets its key and
-    CSR in the first host call.
-    """
-    return _certhost.local_decision(
-        state,
-        names=spec.names,
-        key_type=spec.key_type,
-        fraction=spec.renew_remaining_fraction,
-        force=spec.force,
-        cert_path=spec.cert_path,
-        key_path=spec.key_path,
-        now=now,
-    )
+    """(reason, message) from what the host reported; VALID means only the CA's ARI could still say renew."""
+    if spec.force:
+        return FORCED, "force is set"
+    cert = state.get("cert")
+    if state.get("missing_files") or not cert:
+        missing = ", ".join(state.get("missing_files") or [spec.cert_path])
+        return MISSING, f"no certificate yet (missing: {missing})"
+    if state.get("problems"):
+        return MISSING, "; ".join(state["problems"])
+    have, want = set(cert.get("names") or []), set(spec.names)
+    if have != want:
+        added, removed = sorted(want - have), sorted(have - want)
+        parts = (["adds " + ", ".join(added)] if added else []) + (["drops " + ", ".join(removed)] if removed else [])
+        return NAMES_CHANGED, "names changed: " + "; ".join(parts)
+    key = state.get("key") or {}
+    if key.get("key_type") != spec.key_type:
+        return KEY_TYPE_CHANGED, f"key type changed from {key.get('key_type')} to {spec.key_type}"
+    if not cert.get("matches_key"):
+        return KEY_MISMATCH, f"{spec.cert_path} does not match {spec.key_path}"
+    not_before, not_after = parse_time(cert["not_before"]), parse_time(cert["not_after"])
+    lifetime = (not_after - not_before).total_seconds()
+    remaining = (not_after - now).total_seconds()
+    fraction = spec.renew_remaining_fraction
+    if lifetime <= 0 or remaining < fraction * lifetime:
+        return EXPIRING, (
+            f"{remaining / 86400:.1f} days left of {lifetime / 86400:.0f}, less than "
+            f"{fraction:.0%} of the lifetime (renew_remaining_fraction)"
+        )
+    return VALID, f"valid until {cert['not_after']}"
 
 
 def ari_says_renew(info: t.Mapping[str, t.Any], now: datetime.datetime) -> tuple[bool, str]:
