@@ -252,13 +252,13 @@ def inspect_script(args: t.Mapping[str, t.Any], run_id: str, *, check: bool, pre
         out += ["  " + line for line in prepare_lines(args, files, fail_if_locked=False)]
         out.append("fi")
     out.append("say done")
-    return "\n".join(out) + "\n"
+    return "\n".join(out)
 
 
 def prepare_script(args: t.Mapping[str, t.Any], run_id: str, *, ttl: int) -> str:
     files = Files(args)
     out = files.head(run_id, False, ttl) + prepare_lines(args, files, fail_if_locked=True) + ["say done"]
-    return "\n".join(out) + "\n"
+    return "\n".join(out)
 
 
 def pem_parts(cert_pem: str, chain_pem: str) -> tuple[str, str]:
@@ -358,7 +358,7 @@ def deploy_script(args: t.Mapping[str, t.Any], run_id: str, *, ttl: int) -> tupl
     ]
     out += cleanup_lines(args.get("files") or [], args.get("created_dirs") or [])
     out.append("say done")
-    return "\n".join(out) + "\n", (key_pem.encode("ascii") if key_pem else b"")
+    return "\n".join(out), (key_pem.encode("ascii") if key_pem else b"")
 
 
 def discard_script(args: t.Mapping[str, t.Any], run_id: str) -> str:
@@ -380,4 +380,4 @@ def discard_script(args: t.Mapping[str, t.Any], run_id: str) -> str:
     for i, d in sorted(enumerate(dirs), key=lambda x: -len(x[1])):
         out.append(f"rmdir -- {q(d)} 2>/dev/null && say rmd {i}")
     out.append("say done")
-    return "\n".join(out) + "\n"
+    return "\n".join(out)

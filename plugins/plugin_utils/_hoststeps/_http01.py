@@ -91,7 +91,7 @@ def place_script(args: t.Mapping[str, t.Any], run_id: str) -> tuple[str, Layout]
             out.append(f"put {n} {q(item['token'])} {q(item['content'])}")
             n += 1
     out.append("say done")
-    return "\n".join(out) + "\n", layout
+    return "\n".join(out), layout
 
 
 def cleanup_lines(files: t.Sequence[str], created_dirs: t.Sequence[str]) -> list[str]:
@@ -119,4 +119,4 @@ def cleanup_lines(files: t.Sequence[str], created_dirs: t.Sequence[str]) -> list
 
 def cleanup_script(args: t.Mapping[str, t.Any], run_id: str) -> str:
     lines = cleanup_lines(args.get("files") or [], args.get("created_dirs") or [])
-    return "\n".join([*sh.prelude(run_id), *lines, "say done"]) + "\n"
+    return "\n".join([*sh.prelude(run_id), *lines, "say done"])
