@@ -1,0 +1,196 @@
+"""acme_certificate against an attacker on the managed host (issue 12), through ansible-playbook and Pebble.
+
+The attacker is an account that owns the certificate files (``owner``) or the web root, acting as the
+user nobody. Addresses 127.0.30.60-69 (certN.portail.test).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from .harness import ansible_env, local_inventory, run_playbook
+from .test_acme_certificate import TASK, Nginx, base, check_deployed, dns_settings, playbook, run
+
+pytestmark = pytest.mark.rig
+STORE = ".portail-privkey.pem.d"
+
+
+@pytest.fixture(scope="module")
+def account_key(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("account") / "account.key"
+    key = ec.generate_private_key(ec.SECP256R1())
+    path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return path
+
+
+@pytest.fixture
+def nginx(tmp_path):
+    server = Nginx(tmp_path, ["127.0.30.62"])
+    yield server
+    server.stop()
+
+
+def as_nobody(cmd: str) -> None:
+    subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "/bin/sh", "-c", cmd], check=True)
+
+
+def traversable(tmp_path: Path) -> None:
+    """pytest's 0700 directories: let nobody reach its files (as a service account reaches /etc/ssl)."""
+    for d in (tmp_path, tmp_path.parent, tmp_path.parent.parent):
+        d.chmod(0o711 if d != tmp_path else 0o755)
+
+
+def spki(pem: bytes, private: bool) -> bytes:
+    fmt = serialization.PublicFormat.SubjectPublicKeyInfo
+    key = (
+        serialization.load_pem_private_key(pem, None).public_key()
+        if private
+        else x509.load_pem_x509_certificate(pem).public_key()
+    )
+    return key.public_bytes(serialization.Encoding.DER, fmt)
+
+
+def pair_matches(out: Path) -> bool:
+    return spki((out / "privkey.pem").read_bytes(), True) == spki((out / "cert.pem").read_bytes(), False)
+
+
+def test_symlinked_cert_is_never_chmodded_or_chowned(rig, account_key, tmp_path):
+    out = tmp_path / "cert60"
+    args = base(rig, account_key, out, ["cert60.portail.test"], challenge="dns-01", dns=dns_settings(rig))
+    assert run(tmp_path, args).rc == 0
+    shadow = tmp_path / "etc" / "shadow"  # stand-in for /etc/shadow
+    shadow.parent.mkdir()
+    shadow.write_text("root:$6$x:19000:0:99999:7:::\n")
+    shadow.chmod(0o640)
+    (out / "cert.pem").unlink()
+    (out / "cert.pem").symlink_to(shadow)
+    res = run(tmp_path, dict(args, owner="nobody", mode="0644"))
+    st = shadow.stat()
+    assert (st.st_uid, st.st_mode & 0o7777) == (0, 0o640)  # untouched
+    assert res.rc == 0, res.stdout[-3000:]
+    r = res.result(TASK)
+    assert r["changed"] and r["reason"] == "missing"  # reissued, the link replaced by ours
+    assert os.readlink(out / "cert.pem") == str(out / STORE / "current" / "cert.pem")
+    check_deployed(out, ["cert60.portail.test"], r)
+
+
+def _csr_of(key) -> str:
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "cert61.portail.test")]))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("cert61.portail.test")]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return csr.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def test_forged_csr_and_dir_lines_in_the_owners_files(rig, account_key, tmp_path):
+    traversable(tmp_path)
+    out = tmp_path / "cert61"
+    victim = tmp_path / "run-sshd"  # stand-in for /run/sshd: must survive
+    victim.mkdir()
+    args = base(
+        rig, account_key, out, ["cert61.portail.test"], challenge="dns-01", dns=dns_settings(rig), owner="nobody"
+    )
+    assert run(tmp_path, args).rc == 0
+    evil = ec.generate_private_key(ec.SECP256R1())
+    csr = _csr_of(evil)
+    forged = ""
+    for c in ("\r", "\x0b", "\x0c", "\x1c", "\x85", "\u2028"):
+        forged += c + "begin:csr" + "".join(c + "|" + line for line in csr.splitlines()) + c + "end:csr"
+        forged += f"{c}dir:{victim}{c}pending:created"
+    (tmp_path / "forged").write_text(forged + "\n")
+    cert_file = (out / "cert.pem").resolve()
+    as_nobody(f"cat {tmp_path / 'forged'} > {cert_file}")
+    res = run(tmp_path, args)
+    assert res.rc == 0, res.stdout[-3000:]
+    r = res.result(TASK)
+    assert r["changed"]
+    leaf = x509.load_pem_x509_certificate((out / "cert.pem").read_bytes())
+    assert spki((out / "cert.pem").read_bytes(), False) != evil.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    assert format(leaf.serial_number, "x") == r["serial"] and pair_matches(out)
+    assert victim.is_dir()
+
+
+def test_http01_planted_symlink_in_the_web_users_root(rig, account_key, tmp_path, nginx):
+    traversable(tmp_path)
+    os.chown(nginx.webroot, 65534, 65534)
+    victim = tmp_path / "etc-cron.d"  # stand-in for a root directory the web user wants to write into
+    victim.mkdir()
+    as_nobody(f"ln -s {victim} {nginx.webroot / '.well-known'}")
+    out = tmp_path / "cert62"
+    res = run(tmp_path, base(rig, account_key, out, ["cert62.portail.test"], webroot=str(nginx.webroot)))
+    assert res.rc != 0
+    msg = res.result(TASK)["msg"]
+    assert ".well-known" in msg and "symlink" in msg and "real directory owned by root" in msg, msg
+    assert list(victim.iterdir()) == []
+    assert not (out / STORE / "lock").exists()
+
+
+def test_overlapping_runs_never_install_a_certificate_beside_another_key(rig, account_key, tmp_path):
+    out = tmp_path / "cert63"
+    args = base(rig, account_key, out, ["cert63.portail.test"], challenge="dns-01", dns=dns_settings(rig))
+    assert run(tmp_path, args).rc == 0
+    cron = dict(args, force=True)
+    manual = dict(args, force=True, key_type="ec384")
+    procs = []
+    for n, a in enumerate((cron, manual)):
+        d = tmp_path / f"run{n}"
+        d.mkdir()
+        procs.append((d, a))
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda da: run_playbook(playbook(da[1]), da[0]), procs))
+    for res in results:
+        if res.rc != 0:
+            assert "another run holds the lock" in res.result(TASK)["msg"], res.result(TASK)["msg"]
+    assert any(res.rc == 0 for res in results)
+    assert pair_matches(out)
+    assert not (out / STORE / "lock").exists() and not (out / "privkey.pem.pending").exists()
+
+
+def test_a_killed_runs_pending_key_is_removed_by_the_next_noop_run(rig, account_key, tmp_path):
+    out = tmp_path / "cert64"
+    args = base(rig, account_key, out, ["cert64.portail.test"], challenge="dns-01", dns=dns_settings(rig))
+    assert run(tmp_path, args).rc == 0
+    slow = dict(args, force=True, dns=dns_settings(rig, server="127.53.0.99", timeout=30))
+    (tmp_path / "killed").mkdir()
+    (tmp_path / "killed" / "playbook.yml").write_text(playbook(slow))
+    inv = local_inventory(tmp_path / "killed")
+    proc = subprocess.Popen(
+        ["ansible-playbook", "-i", str(inv), "playbook.yml"],
+        cwd=tmp_path / "killed",
+        env=ansible_env(),
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    pending = [out / STORE / "lock" / "privkey.pem", out / "privkey.pem.pending"]
+    deadline = time.monotonic() + 60
+    while not any(p.exists() for p in pending) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert any(p.exists() for p in pending), "the forced run never made its pending key"
+    owner = out / STORE / "lock" / "owner"
+    if owner.exists():  # time passes: the killed run's lease expires
+        run_id = owner.read_text().split()[0]
+        owner.write_text(f"{run_id} {int(time.time()) - 1}\n")
+    res = run(tmp_path, args)
+    assert res.rc == 0 and res.result(TASK)["reason"] == "valid"
+    assert not any(p.exists() for p in pending)
+    assert pair_matches(out)
