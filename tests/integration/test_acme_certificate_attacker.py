@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -51,6 +52,23 @@ def traversable(tmp_path: Path) -> None:
     """pytest's 0700 directories: let nobody reach its files (as a service account reaches /etc/ssl)."""
     for d in (tmp_path, tmp_path.parent, tmp_path.parent.parent):
         d.chmod(0o711 if d != tmp_path else 0o755)
+
+
+def descendants(root: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                ppid = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
 
 
 def spki(pem: bytes, private: bool) -> bytes:
@@ -110,7 +128,8 @@ def test_forged_csr_and_dir_lines_in_the_owners_files(rig, account_key, tmp_path
     csr = _csr_of(evil)
     forged = ""
     for c in ("\r", "\x0b", "\x0c", "\x1c", "\x85", "\u2028"):
-        forged += c + "begin:csr" + "".join(c + "|" + line for line in csr.splitlines()) + c + "end:csr"
+        forged += c + "end:cert" + c + "end:meta" + c + "begin:csr"
+        forged += "".join(c + "|" + line for line in csr.splitlines()) + c + "end:csr"
         forged += f"{c}dir:{victim}{c}pending:created"
     (tmp_path / "forged").write_text(forged + "\n")
     cert_file = (out / "cert.pem").resolve()
@@ -167,7 +186,13 @@ def test_a_killed_runs_pending_key_is_removed_by_the_next_noop_run(rig, account_
     out = tmp_path / "cert64"
     args = base(rig, account_key, out, ["cert64.portail.test"], challenge="dns-01", dns=dns_settings(rig))
     assert run(tmp_path, args).rc == 0
-    slow = dict(args, force=True, dns=dns_settings(rig, server="127.53.0.99", timeout=30))
+    # a DNS server that never answers: the forced run hangs with its pending key made, and is killed
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.bind(("127.0.30.64", 53))
+    tcp = socket.socket()
+    tcp.bind(("127.0.30.64", 53))
+    tcp.listen(16)
+    slow = dict(args, force=True, dns=dns_settings(rig, server="127.0.30.64", timeout=60))
     (tmp_path / "killed").mkdir()
     (tmp_path / "killed" / "playbook.yml").write_text(playbook(slow))
     inv = local_inventory(tmp_path / "killed")
@@ -183,14 +208,23 @@ def test_a_killed_runs_pending_key_is_removed_by_the_next_noop_run(rig, account_
     deadline = time.monotonic() + 60
     while not any(p.exists() for p in pending) and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert any(p.exists() for p in pending), "the forced run never made its pending key"
+    try:
+        assert proc.poll() is None and any(p.exists() for p in pending), "the forced run never made its pending key"
+    finally:
+        for pid in [proc.pid, *descendants(proc.pid)]:  # ansible's workers are in sessions of their own
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        proc.wait()
+        udp.close()
+        tcp.close()
     owner = out / STORE / "lock" / "owner"
     if owner.exists():  # time passes: the killed run's lease expires
         run_id = owner.read_text().split()[0]
         owner.write_text(f"{run_id} {int(time.time()) - 1}\n")
+    serial = format(x509.load_pem_x509_certificate((out / "cert.pem").read_bytes()).serial_number, "x")
     res = run(tmp_path, args)
-    assert res.rc == 0 and res.result(TASK)["reason"] == "valid"
+    assert res.rc == 0 and res.result(TASK)["reason"] == "valid" and res.result(TASK)["serial"] == serial
     assert not any(p.exists() for p in pending)
     assert pair_matches(out)
