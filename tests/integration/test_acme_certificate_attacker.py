@@ -10,6 +10,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -161,25 +162,92 @@ def test_http01_planted_symlink_in_the_web_users_root(rig, account_key, tmp_path
     assert not (out / STORE / "lock").exists()
 
 
+class HoldingDns:
+    """A DNS forwarder (UDP and TCP) to the rig's primary that holds every query until released: it pauses
+    a run in the middle of its order, with its key prepared, so two runs overlap the same way every time."""
+
+    def __init__(self, address: str, upstream: str) -> None:
+        self.upstream = (upstream, 53)
+        self.seen, self.released = threading.Event(), threading.Event()
+        self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.udp.bind((address, 53))
+        self.tcp = socket.socket()
+        self.tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.tcp.bind((address, 53))
+        self.tcp.listen(16)
+        for loop in (self._udp, self._tcp):
+            threading.Thread(target=loop, daemon=True).start()
+
+    def _udp(self) -> None:
+        while True:
+            try:
+                data, peer = self.udp.recvfrom(65535)
+            except OSError:
+                return
+            self.seen.set()
+            threading.Thread(target=self._udp_one, args=(data, peer), daemon=True).start()
+
+    def _udp_one(self, data: bytes, peer) -> None:
+        self.released.wait(120)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as up:
+            up.settimeout(10)
+            up.sendto(data, self.upstream)
+            self.udp.sendto(up.recvfrom(65535)[0], peer)
+
+    def _tcp(self) -> None:
+        while True:
+            try:
+                conn, _peer = self.tcp.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._tcp_one, args=(conn,), daemon=True).start()
+
+    def _tcp_one(self, conn: socket.socket) -> None:
+        with conn:
+            data = conn.recv(65535)
+            self.seen.set()
+            self.released.wait(120)
+            with socket.create_connection(self.upstream, timeout=10) as up:
+                up.sendall(data)
+                conn.sendall(up.recv(65535))
+
+    def close(self) -> None:
+        self.released.set()
+        self.udp.close()
+        self.tcp.close()
+
+
 def test_overlapping_runs_never_install_a_certificate_beside_another_key(rig, account_key, tmp_path):
+    """A cron renewal prepared its key and waits in its order; a manual run changes key_type meanwhile."""
     out = tmp_path / "cert63"
     args = base(rig, account_key, out, ["cert63.portail.test"], challenge="dns-01", dns=dns_settings(rig))
     assert run(tmp_path, args).rc == 0
-    cron = dict(args, force=True)
-    manual = dict(args, force=True, key_type="ec384")
-    procs = []
-    for n, a in enumerate((cron, manual)):
-        d = tmp_path / f"run{n}"
-        d.mkdir()
-        procs.append((d, a))
-    with ThreadPoolExecutor(2) as pool:
-        results = list(pool.map(lambda da: run_playbook(playbook(da[1]), da[0]), procs))
-    for res in results:
-        if res.rc != 0:
-            assert "another run holds the lock" in res.result(TASK)["msg"], res.result(TASK)["msg"]
-    assert any(res.rc == 0 for res in results)
-    assert pair_matches(out)
-    assert not (out / STORE / "lock").exists() and not (out / "privkey.pem.pending").exists()
+    hold_cron = HoldingDns("127.0.30.63", rig["PORTAIL_DNS_PRIMARY"])
+    hold_manual = HoldingDns("127.0.30.65", rig["PORTAIL_DNS_PRIMARY"])
+    cron = dict(args, force=True, dns=dns_settings(rig, server="127.0.30.63", timeout=60))
+    manual = dict(args, force=True, key_type="ec384", dns=dns_settings(rig, server="127.0.30.65", timeout=60))
+    for d in ("cron", "manual"):
+        (tmp_path / d).mkdir()
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            cron_run = pool.submit(run_playbook, playbook(cron), tmp_path / "cron")
+            if not hold_cron.seen.wait(120):
+                hold_cron.released.set()
+                raise AssertionError(f"the cron run never reached its DNS update: {cron_run.result().failures()}")
+            manual_run = pool.submit(run_playbook, playbook(manual), tmp_path / "manual")
+            while not hold_manual.seen.is_set() and not manual_run.done():
+                time.sleep(0.1)
+            hold_cron.released.set()  # the cron run deploys first ...
+            cron_res = cron_run.result()
+            hold_manual.released.set()  # ... then the manual one
+            manual_res = manual_run.result()
+    finally:
+        hold_cron.close()
+        hold_manual.close()
+    assert pair_matches(out), "a certificate was installed next to a key it does not certify"
+    assert cron_res.rc == 0, cron_res.result(TASK)["msg"]
+    assert manual_res.rc != 0 and "another run holds the lock" in manual_res.result(TASK)["msg"]
+    assert not (out / STORE / "lock").exists()
 
 
 def test_a_killed_runs_pending_key_is_removed_by_the_next_noop_run(rig, account_key, tmp_path):
