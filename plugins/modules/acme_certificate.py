@@ -12,30 +12,36 @@ version_added: 0.1.0
 description:
   - Issues, renews and deploys certificates from an ACME CA (RFC 8555) in a single task. It is an action
     plugin. The ACME protocol and the DNS updates run on the controller, where the account key and the DNS
-    credentials stay; the managed host only runs M(portail.https.acme_certificate_host).
-  - An HTTP-01 issuance costs the host three POSIX shell commands and no Python start. The first reads the
-    files' mode and owner, the certificate, the public half of the key (C(openssl pkey -pubout)) and the
-    C(.acme.json) record, fixes drifted modes and owners, and on a first issuance also makes the key
-    (C(openssl genpkey)) and the CSR (C(openssl req)). The second writes the token files. The third writes
-    the certificate files (temporary file, flush, backup, rename, key last, rollback from the backups on
-    failure) and removes the token files. The controller checks that the certificate carries the CSR's key
-    before deploying. A certificate that is still good costs one shell command.
-  - The module M(portail.https.acme_certificate_host) does the same steps with Python and is used instead
-    when the host lacks C(openssl) 1.1.1 or later or a C(stat) that knows C(-c), and for the steps no shell
-    command covers (TLS-ALPN-01 responder, clean-up after failures).
+    credentials stay; the managed host runs one POSIX shell script per step, as root, with C(openssl)
+    (1.1.1 or later; the certificate role installs it). Only TLS-ALPN-01 runs Python on the host
+    (M(portail.https.acme_certificate_host), standard library).
+  - An HTTP-01 issuance costs the host three shell commands: the first reads the certificate and the public
+    half of the key, fixes drifted modes and owners, and on a first issuance also makes the key and the CSR;
+    the second writes the token files; the third installs the new version and removes the token files. A
+    certificate that is still good costs one shell command.
   - The certificate's private key is generated on the managed host (mode 0600) and never leaves it; only
-    the CSR travels. A new key is written next to O(key_path) as C(<key_path>.pending) and moved into place
-    in the same step as the new certificate, so a failed order never leaves a key that does not match the
-    served certificate. A failed run removes the pending key it created.
+    the CSR travels. Files live in a versioned store next to the key,
+    C(<dir of key_path>/.portail-<key file name>.d/v<N>/), and O(key_path), O(cert_path), O(chain_path) and
+    O(fullchain_path) are symlinks to C(.../current/<file>); C(current -> v<N>) is swapped by one rename, so
+    the key and certificate a web server loads always match, even when a run is killed mid-way. Plain files
+    left by earlier versions are taken over without a window where they do not match.
+  - 'Everything the host holds is treated as hostile: the directories that hold keys and certificates (and
+    every directory above them) must belong to root and be writable by root only, as with OpenSSH
+    StrictModes (a root-owned sticky directory such as C(/tmp) is accepted above them); symlinks are never
+    followed to change a file; C(owner) and C(group) are resolved to numbers on the host; http-01 token
+    files are written only into C(.well-known/acme-challenge) directories that belong to root. Nothing a
+    file contains can change how the host''s answer is read.'
+  - A per-certificate lock (a lease directory in the store, holding the run's id, its expiry and the
+    pending key) covers key generation to deployment. A second run meanwhile is told that the
+    certificate is locked; a killed run's lease and pending key are removed by the next run once it has
+    expired. The new certificate's public key is compared with the key right before the switch.
   - 'Decides per certificate and reports why (RV(reason)): V(missing), V(names_changed), V(key_type_changed),
     V(key_mismatch), V(expiring) (less than O(renew_remaining_fraction) of the lifetime left), V(ari_window)
     (inside the renewal window the CA suggests through ARI, RFC 9773) or V(forced); V(valid) when nothing is
     done.'
   - The decision is made locally first. When the certificate is still good, the only CA request is the ARI
     check (C(GET renewalInfo)), and none at all when the CA that issued it has no ARI (remembered in
-    C(<cert_path>.acme.json) on the host). Renewals send C(replaces) when the CA supports ARI.
-  - Certificate, chain and full chain are written atomically (temporary file in the same directory, fsync,
-    rename); the previous files are kept as C(.bak).
+    C(acme.json) in the store on the host). Renewals send C(replaces) when the CA supports ARI.
   - Challenge files, DNS records and the TLS-ALPN-01 responder are removed after success and after failure.
   - Input is checked before the CA is contacted, malformed names, wildcards without dns-01, IP addresses
     with dns-01, missing webroots and unknown options fail with a clear message and change nothing.
@@ -53,8 +59,8 @@ author:
   - portail.https contributors (@portail)
 requirements:
   - cryptography on the controller
-  - on the managed host, a POSIX shell with C(openssl) >= 1.1.1 and GNU or busybox C(stat); otherwise
-    Python >= 3.9 with cryptography (the module fallback, also needed for tls-alpn-01)
+  - on the managed host, a POSIX shell, C(openssl) >= 1.1.1 and GNU coreutils (C(stat -c), C(mv -T));
+    Python >= 3.9 for tls-alpn-01 only
   - dnspython >= 2.4 on the controller for dns-01
 attributes:
   action:
@@ -110,7 +116,7 @@ options:
     description: Path of leaf plus chain on the managed host. Not written when omitted.
     type: str
   owner:
-    description: Owner of the key and certificate files.
+    description: Owner of the key and certificate files (a user name or uid; C(user.group) is refused).
     type: str
   group:
     description: Group of the key and certificate files.
@@ -124,7 +130,7 @@ options:
     type: raw
     default: "0600"
   backup:
-    description: Keep the previous key and certificate files as C(<path>.bak).
+    description: Keep the previous version (key and certificates) in the store next to the key.
     type: bool
     default: true
   acme_directory:
