@@ -142,7 +142,11 @@ class ActionModule(ActionBase):
         def run_module(name: str, module_args: dict[str, t.Any]) -> dict[str, t.Any]:
             return self._execute_module(module_name=name, module_args=module_args, task_vars=task_vars)
 
-        return ShellHost(execute, run_module, bool(self._task.check_mode), secrets.token_hex(16))
+        try:  # the lease covers one certificate's order (timeout) with room for the host round trips
+            lease = int(float(self._task.args.get("timeout") or 300)) + 600
+        except (TypeError, ValueError):
+            lease = 1800
+        return ShellHost(execute, run_module, bool(self._task.check_mode), secrets.token_hex(16), lease)
 
     def _run(self, args: dict[str, t.Any], task_vars: dict[str, t.Any], secrets: list[str]) -> dict[str, t.Any]:
         specs = build_specs(args)
