@@ -15,7 +15,7 @@ description:
     credentials stay; the managed host runs one POSIX shell script per step, as root, with C(openssl)
     (1.1.1 or later; the certificate role installs it). Only TLS-ALPN-01 runs Python on the host
     (M(portail.https.acme_certificate_host), standard library).
-  - An HTTP-01 issuance costs the host three shell commands: the first reads the certificate and the public
+  - An HTTP-01 issuance costs the host three shell commands. The first reads the certificate and the public
     half of the key, fixes drifted modes and owners, and on a first issuance also makes the key and the CSR;
     the second writes the token files; the third installs the new version and removes the token files. A
     certificate that is still good costs one shell command.

@@ -157,7 +157,7 @@ class ShellHost:
             detail = str(res.get("msg") or f"{HOST_MODULE} step {step} failed")
             stderr = str(res.get("module_stderr") or "").strip()
             if stderr:
-                detail += ": " + stderr.split("\n")[-1]
+                detail += ": " + stderr.rsplit("\n", maxsplit=1)[-1]
             raise HostError(detail)
         return res
 

@@ -1,6 +1,9 @@
 # Copyright: (c) 2026, portail.https contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""What the controller reads out of a certificate, a public key and the .acme.json record from the host."""
+"""What the controller reads out of a certificate, a public key and the acme.json record from the host.
+
+cryptography is imported where used (controller only; the import sanity test runs without it).
+"""
 
 from __future__ import annotations
 
@@ -8,13 +11,10 @@ import datetime
 import json
 import typing as t
 
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import ExtensionOID
-
 
 def key_type_of(public_key: t.Any) -> str:
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
     if isinstance(public_key, ec.EllipticCurvePublicKey):
         return {"secp256r1": "ec256", "secp384r1": "ec384"}.get(public_key.curve.name, f"ec-{public_key.curve.name}")
     if isinstance(public_key, rsa.RSAPublicKey):
@@ -23,6 +23,8 @@ def key_type_of(public_key: t.Any) -> str:
 
 
 def public_der(public_key: t.Any) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
     return t.cast(
         bytes, public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     )
@@ -36,6 +38,9 @@ def _utc(cert: t.Any, which: str) -> datetime.datetime:
 
 
 def describe_cert(cert: t.Any) -> dict[str, t.Any]:
+    from cryptography import x509
+    from cryptography.x509.oid import ExtensionOID
+
     try:
         aki = cert.extensions.get_extension_for_oid(ExtensionOID.AUTHORITY_KEY_IDENTIFIER).value.key_identifier
     except x509.ExtensionNotFound:
@@ -59,6 +64,8 @@ def describe_cert(cert: t.Any) -> dict[str, t.Any]:
 
 def describe_pem(pem: bytes, key_der: t.Optional[bytes]) -> dict[str, t.Any]:
     """The first certificate of a PEM file, with matches_key; ValueError when there is none."""
+    from cryptography import x509
+
     certs = x509.load_pem_x509_certificates(pem)
     if not certs:
         raise ValueError("no certificate")
@@ -69,6 +76,8 @@ def describe_pem(pem: bytes, key_der: t.Optional[bytes]) -> dict[str, t.Any]:
 
 def public_key_der(pem: bytes) -> t.Optional[tuple[str, bytes]]:
     """(key type, SubjectPublicKeyInfo DER) of a PEM public key, or None."""
+    from cryptography.hazmat.primitives import serialization
+
     try:
         key = serialization.load_pem_public_key(pem)
     except (ValueError, TypeError):

@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-NAMES = ["a.portail.test"]
+NAMES = ("a.portail.test",)
 
 
 class Recorder:
@@ -55,7 +55,7 @@ def paths(out: Path) -> dict:
 
 
 def inspect_args(out: Path, **extra) -> dict:
-    args = dict(paths(out), webroot=[], names=NAMES, key_type="ec256", prepare_if_due=True, fix_attributes=True)
+    args = dict(paths(out), webroot=[], names=list(NAMES), key_type="ec256", prepare_if_due=True, fix_attributes=True)
     args.update(mode="0644", key_mode="0600")
     args.update(extra)
     return args
