@@ -113,9 +113,13 @@ def prelude(run_id: str) -> list[str]:
 
 
 def parse(stdout: str, run_id: str) -> list[list[str]]:
-    """Protocol lines as word lists; anything not starting with the run id is ignored."""
+    """Protocol lines as word lists; anything not starting with the run id is ignored.
+
+    Split on "\n" only; one "\r" at the end of a line is the pty of an ssh session (``-tt``) and goes (no
+    protocol word can hold one: they are digits, keywords or base64)."""
     prefix = run_id + " "
-    return [line[len(prefix) :].split(" ") for line in stdout.split("\n") if line.startswith(prefix)]
+    lines = [line[:-1] if line.endswith("\r") else line for line in stdout.split("\n")]
+    return [line[len(prefix) :].split(" ") for line in lines if line.startswith(prefix)]
 
 
 def unb64(value: str) -> bytes:

@@ -51,6 +51,7 @@ def test_parse_splits_on_newline_only_and_needs_the_run_id():
     rid = "run-abcdefgh1234"
     out = f"{rid} ok 1\n{rid} a\rb\x0bc\x1c\x85\u2028 d\nforged {rid} err x\n{rid}x err y\n{rid} done"
     assert sh.parse(out, rid) == [["ok", "1"], ["a\rb\x0bc\x1c\x85\u2028", "d"], ["done"]]
+    assert sh.parse(f"{rid} mk 1\r\n{rid} blk cert QUJD\r\n", rid) == [["mk", "1"], ["blk", "cert", "QUJD"]]  # a pty
     assert sh.indices([["mk", "0"], ["mk", "7"], ["mk", "x"], ["mk", "1"]], "mk", 2) == [0, 1]
 
 
