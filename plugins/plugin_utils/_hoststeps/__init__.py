@@ -86,27 +86,30 @@ class ShellHost:
 
     # -- plumbing -----------------------------------------------------------------------------------
 
-    def _run(self, step: str, script: str, data: bytes = b"", explain: t.Any = None) -> list[list[str]]:
+    def _run(
+        self, step: str, script: str, data: bytes = b"", names: t.Optional[dict[str, t.Sequence[str]]] = None
+    ) -> list[list[str]]:
         rc, stdout, stderr = self.execute(script, data)
         lines = sh.parse(stdout, self.run_id)
         err = sh.first(lines, "err")
         if err is not None:
-            raise HostError(f"{step}: {self._explain(err, explain)}")
+            raise HostError(f"{step}: {self._explain(err, names or {})}")
         if rc != 0 or sh.first(lines, "done") is None:
             tail = [x for x in stderr.strip().split("\n") if x.strip()]
             raise HostError(f"{step}: the host script stopped (exit code {rc}){': ' + tail[-1] if tail else ''}")
         return lines
 
-    def _explain(self, err: list[str], names: t.Any) -> str:
+    #: which of the controller's lists an error's index points into (default: the documented paths)
+    _SPACES = {"untrusted": "dirs", "mkdir": "dirs", "tokdir": "dirs", "nowebroot": "roots", "put": "files"}
+
+    def _explain(self, err: list[str], names: dict[str, t.Sequence[str]]) -> str:
         kind, rest = (err[0] if err else "?"), err[1:]
+        idx = int(rest[0]) if rest and rest[0].isdigit() else -1
+        space = names.get(self._SPACES.get(kind, "paths"), [])
 
         def name(i: int) -> str:
-            try:
-                return str(names(i))
-            except (IndexError, TypeError, ValueError):
-                return f"item {i}"
+            return str(space[i]) if 0 <= i < len(space) else f"item {i}"
 
-        idx = int(rest[0]) if rest and rest[0].isdigit() else -1
         if kind == "need":
             tool = rest[0] if rest else "?"
             return f"the host has no {tool}: install {sh.PACKAGES.get(tool, tool)} (the certificate role does)"
@@ -173,7 +176,7 @@ class ShellHost:
             prepare=bool(args.get("prepare_if_due")) and bool(args.get("names")),
             ttl=self.lease_seconds,
         )
-        lines = self._run("inspect", script, explain=self._namer(files))
+        lines = self._run("inspect", script, names=self._names(files))
         n = len(files.paths)
         state: dict[str, t.Any] = {"cert": None, "key": None, "meta": None, "problems": [], "attribute_problems": []}
         missing = set(sh.indices(lines, "missing", n)) | set(sh.indices(lines, "foreign", n))
@@ -219,13 +222,14 @@ class ShellHost:
         state["changed"] = bool(state["fixed"] or state["stale_lease_removed"] or made or pending_created)
         return state
 
-    def _namer(self, files: _certfiles.Files) -> t.Callable[[int], str]:
-        return lambda i: files.paths[i][1] if i < len(files.paths) else files.mkdirs[i]
+    @staticmethod
+    def _names(files: _certfiles.Files) -> dict[str, t.Sequence[str]]:
+        return {"paths": [p for _label, p in files.paths], "dirs": files.named_dirs}
 
     def _prepare(self, args: dict[str, t.Any]) -> dict[str, t.Any]:
         files = _certfiles.Files(args)
         script = _certfiles.prepare_script(args, self.run_id, ttl=self.lease_seconds)
-        lines = self._run("prepare", script, explain=lambda i: files.mkdirs[i])
+        lines = self._run("prepare", script, names=self._names(files))
         csr = [w for w in lines if len(w) == 3 and w[:2] == ["blk", "csr"]]
         if not csr:
             raise HostError("prepare: the host returned no CSR")
@@ -244,7 +248,7 @@ class ShellHost:
         files = _certfiles.Files(args)
         script, data = _certfiles.deploy_script(args, self.run_id, ttl=self.lease_seconds)
         leaf = x509.load_pem_x509_certificate(_certfiles.pem_parts(args["cert_pem"], "")[0].encode("ascii"))
-        lines = self._run("deploy", script, data, explain=self._namer(files))
+        lines = self._run("deploy", script, data, names=self._names(files))
         switched = sh.first(lines, "switched")
         backup = sh.first(lines, "backup")
         result: dict[str, t.Any] = {
@@ -262,7 +266,8 @@ class ShellHost:
 
     def _discard(self, args: dict[str, t.Any]) -> dict[str, t.Any]:
         dirs = list(args.get("created_dirs") or [])
-        lines = self._run("discard", _certfiles.discard_script(args, self.run_id), explain=lambda i: dirs[i])
+        key_dir = str(args.get("key_path") or "/").rsplit("/", 1)[0] or "/"
+        lines = self._run("discard", _certfiles.discard_script(args, self.run_id), names={"dirs": [key_dir]})
         removed = [dirs[i] for i in sh.indices(lines, "rmd", len(dirs))]
         if sh.first(lines, "discarded") is not None:
             removed.insert(0, f"{args['key_path']} (pending key)")
@@ -274,20 +279,13 @@ class ShellHost:
         script, layout = _http01.place_script(args, self.run_id)
         roots = layout.roots + layout.challenge_dirs
         placed: list[list[str]] = []
-
-        def name(i: int) -> str:
-            return layout.dirs[i]
-
+        names = {"roots": roots, "dirs": layout.dirs, "files": layout.files}
         try:
             rc, stdout, _stderr = self.execute(script, b"")
             placed = sh.parse(stdout, self.run_id)
             err = sh.first(placed, "err")
-            if err and err[0] == "nowebroot":
-                raise HostError(f"placing http-01 token files: {self._explain(err, lambda i: roots[i])}")
-            if err and err[0] == "put":
-                raise HostError(f"placing http-01 token files: {self._explain(err, lambda i: layout.files[i])}")
             if err is not None:
-                raise HostError(f"placing http-01 token files: {self._explain(err, name)}")
+                raise HostError(f"placing http-01 token files: {self._explain(err, names)}")
             if rc != 0 or sh.first(placed, "done") is None:
                 raise HostError(f"placing http-01 token files: the host script stopped (exit code {rc})")
         except HostError:

@@ -120,6 +120,8 @@ class Files:
                 if p not in self.mkdirs:
                     self.mkdirs.append(p)
         self.mkdirs.append(self.store)
+        #: directory names for messages, by the index the scripts report (mkdirs' indices, then "/")
+        self.named_dirs = [*self.mkdirs, "/"]
         self.owner = sh.check_name(args.get("owner"), "owner")
         self.group = sh.check_name(args.get("group"), "group")
         self.mode = sh.octal(args.get("mode") if args.get("mode") is not None else 0o644, "mode")
@@ -151,7 +153,8 @@ class Files:
         """Existing directories trusted (D<i>, empty when missing) and S set; nothing created."""
         out = []
         for i, d in enumerate(self.dirs):
-            out.append(f"D{i}=; if [ -d {q(d)} ]; then trust {q(d)} || untrusted {i}; D{i}=$R; fi")
+            n = self.named_dirs.index(d)
+            out.append(f"D{i}=; if [ -d {q(d)} ]; then trust {q(d)} || untrusted {n}; D{i}=$R; fi")
         out.append(f'S=; [ -n "$D0" ] && S="$D0"/{q(self.store_name)}')
         return out
 
@@ -159,7 +162,7 @@ class Files:
         """Missing directories made one component at a time in trusted parents, then S."""
         out = [f"mk1 {i} {q(p)}" for i, p in enumerate(self.mkdirs[:-1])]
         for i, d in enumerate(self.dirs):
-            out.append(f"trust {q(d)} || untrusted {i}; D{i}=$R")
+            out.append(f"trust {q(d)} || untrusted {self.named_dirs.index(d)}; D{i}=$R")
         sidx = len(self.mkdirs) - 1
         out.append(f'S="$D0"/{q(self.store_name)}')
         out.append(f'store || {{ mkdir -m 755 -- "$S" || die mkdir {sidx}; say mk {sidx}; }}')

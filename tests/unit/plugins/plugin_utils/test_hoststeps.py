@@ -363,8 +363,9 @@ def test_untrusted_directories_are_refused_and_nothing_changes(base, how):
     else:
         os.chown(parent, *nobody_ids())
     out = parent / "c"
-    with pytest.raises(HostError, match=r"refusing to work in .*StrictModes"):
+    with pytest.raises(HostError, match=r"refusing to work in .*StrictModes") as exc:
         host("run-trust000001")("inspect", inspect_args(out))
+    assert f"refusing to work in {out}: {parent} is not" in str(exc.value)
     assert list(parent.iterdir()) == []
     legacy_files(base / "ok")
     shutil.move(base / "ok", out)
