@@ -33,7 +33,7 @@ die() { say err "$@"; exit 3; }
 b64() { printf '%s' "$1" | openssl base64 -A; }
 blk() { printf '%s blk %s ' "$N" "$1"; head -c 1048576 | openssl base64 -A; printf '\n'; }
 need() { for c in "$@"; do command -v "$c" >/dev/null 2>&1 || die need "$c"; done; }
-need openssl stat head id mktemp readlink
+need openssl stat head id readlink
 ME=$(id -u)
 # trust DIR: DIR and every directory above it are directories of root (or of us) that nobody else can
 # write (OpenSSH StrictModes; a root-owned sticky directory such as /tmp is accepted above DIR, as no one
