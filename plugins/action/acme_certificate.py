@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import os
+import secrets as _random
 import typing as t
 from concurrent.futures import ThreadPoolExecutor
 
@@ -12,20 +13,15 @@ from ansible.errors import AnsibleActionFail, AnsibleError
 from ansible.module_utils.common.text.converters import to_text
 from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
-from ansible_collections.portail.https.plugins.plugin_utils import _deploy_shell, _http01_shell, _inspect_shell
 from ansible_collections.portail.https.plugins.plugin_utils._certificate_request import (
     RequestError,
     argument_spec,
     build_specs,
     secrets,
 )
-from ansible_collections.portail.https.plugins.plugin_utils._certificate_run import (
-    CertificateRun,
-    HostError,
-    Options,
-)
+from ansible_collections.portail.https.plugins.plugin_utils._certificate_run import CertificateRun, Options
+from ansible_collections.portail.https.plugins.plugin_utils._hoststeps import ShellHost
 
-HOST_MODULE = "portail.https.acme_certificate_host"
 display = Display()
 
 
@@ -85,127 +81,23 @@ class ActionModule(ActionBase):
         except (OSError, UnicodeError) as exc:
             raise AnsibleActionFail(f"cannot read account_key_src {path} on the controller: {exc}") from None
 
-    def _host_call(self, task_vars: dict[str, t.Any]) -> t.Callable[[str, dict[str, t.Any]], dict[str, t.Any]]:
-        shell_inspect = [True]
+    def _host_call(self, task_vars: dict[str, t.Any], run_id: t.Optional[str] = None) -> ShellHost:
+        """The host steps: shell scripts run as root by one command each (tls-alpn-01: the host module)."""
 
-        def call(step: str, args: dict[str, t.Any]) -> dict[str, t.Any]:
-            if step == "http01_place":
-                return self._http01_place(args, call)
-            if step == "deploy" and _deploy_shell.eligible(args):
-                return self._deploy(args)
-            if step in ("inspect", "prepare") and shell_inspect[0] and _inspect_shell.eligible(args):
-                res = self._inspect(step, args, module)
-                if res is not None:
-                    return res
-                shell_inspect[0] = False  # no openssl or no stat -c on this host: the module from now on
-            return module(step, args)
+        def execute(script: str, data: bytes) -> tuple[int, str, str]:
+            res = self._low_level_execute_command(script, sudoable=True, in_data=data or None)
+            text = [to_text(res.get(k, ""), errors="surrogate_or_strict") for k in ("stdout", "stderr")]
+            return int(res.get("rc", 1)), text[0], text[1]
 
-        def module(step: str, args: dict[str, t.Any]) -> dict[str, t.Any]:
-            module_args = {k: v for k, v in args.items() if v is not None}
-            module_args["step"] = step
-            res = self._execute_module(module_name=HOST_MODULE, module_args=module_args, task_vars=task_vars)
-            if res.get("failed") or res.get("unreachable"):
-                detail = res.get("msg") or f"{HOST_MODULE} step {step} failed"
-                exception = res.get("exception")
-                event = getattr(exception, "event", None)
-                stderr = str(res.get("module_stderr") or getattr(event, "msg", None) or exception or "").strip()
-                if stderr:
-                    detail += ": " + stderr.splitlines()[-1]
-                raise HostError(detail)
-            return t.cast(dict[str, t.Any], res)
+        def run_module(name: str, module_args: dict[str, t.Any]) -> dict[str, t.Any]:
+            return self._execute_module(module_name=name, module_args=module_args, task_vars=task_vars)
 
-        return call
-
-    def _inspect(
-        self, step: str, args: dict[str, t.Any], module: t.Callable[[str, dict[str, t.Any]], dict[str, t.Any]]
-    ) -> t.Optional[dict[str, t.Any]]:
-        """inspect (and prepare when a file is missing) or prepare by one shell command; None: use the module."""
-        if step == "prepare":
-            prepare = _inspect_shell.ALWAYS
-        else:
-            prepare = _inspect_shell.IF_MISSING if args.get("prepare_if_due") else _inspect_shell.NEVER
-        try:
-            script = _inspect_shell.build_script(args, prepare=prepare, check_mode=bool(self._task.check_mode))
-        except _inspect_shell.ShellInputError:
-            return None
-        res = self._low_level_execute_command(script, sudoable=True)
-        raw = _inspect_shell.parse_output(to_text(res.get("stdout", ""), errors="surrogate_or_strict"))
-        if raw["unsupported"] and not raw["stat"]:
-            display.vvv(f"acme_certificate: {raw['unsupported']} missing on the host, using the module")
-            return None
-        if res.get("rc") != 0 or raw["error"]:
-            stderr = to_text(res.get("stderr", ""), errors="surrogate_or_strict").strip()
-            detail = raw["error"] or (stderr.splitlines()[-1] if stderr else f"exit code {res.get('rc')}")
-            raise HostError(f"{step}: {detail}")
-        state = _inspect_shell.state_from(raw, args)
-        prepared = state.get("prepared")
-        partial = state.pop("partial_prepare", None)
-        wrong_type = prepared and _inspect_shell.csr_key_type(prepared["csr"]) != args.get("key_type", "ec256")
-        if partial or wrong_type or (step == "prepare" and not prepared):
-            # a pending key of another type left by an earlier run, or an openssl without -addext:
-            # the module finishes (it replaces a pending key of the wrong type)
-            done = partial or prepared or {}
-            fields = ("key_path", "cert_path", "chain_path", "fullchain_path", "key_type", "names", "owner")
-            fixed = module("prepare", {k: args.get(k) for k in fields})
-            prepared = {
-                "csr": fixed["csr"],
-                "pending_created": bool(fixed.get("pending_created") or done.get("pending_created")),
-                "created_dirs": list(done.get("created_dirs") or []) + list(fixed.get("created_dirs") or []),
-            }
-            state["prepared"] = prepared
-            state["changed"] = True
-        if step == "prepare":
-            return dict(prepared or {}, changed=True)
-        return state
-
-    def _http01_place(
-        self, args: dict[str, t.Any], call: t.Callable[[str, dict[str, t.Any]], dict[str, t.Any]]
-    ) -> dict[str, t.Any]:
-        """Token files by one shell command (no module run); on failure, removes what it had written."""
-        try:
-            script = _http01_shell.build_script(
-                args.get("webroot") or [], args.get("challenge_dir") or [], args["tokens"]
-            )
-        except _http01_shell.PlacementError as exc:
-            raise HostError(str(exc)) from None
-        res = self._low_level_execute_command(script, sudoable=True)
-        out = _http01_shell.parse_output(to_text(res.get("stdout", ""), errors="surrogate_or_strict"))
-        if res.get("rc") != 0 or out["error"]:
-            if out["files"] or out["created_dirs"]:
-                try:
-                    call("http01_cleanup", {"files": out["files"], "created_dirs": out["created_dirs"]})
-                except HostError as exc:
-                    display.warning(f"removing partly placed http-01 token files: {exc}")
-            stderr = to_text(res.get("stderr", ""), errors="surrogate_or_strict").strip()
-            detail = out["error"] or (stderr.splitlines()[-1] if stderr else f"exit code {res.get('rc')}")
-            raise HostError(f"placing http-01 token files: {detail}")
-        return {"changed": True, "files": out["files"], "created_dirs": out["created_dirs"]}
-
-    def _deploy(self, args: dict[str, t.Any]) -> dict[str, t.Any]:
-        """Certificate files written and the pending key switched in by one shell command (no module run)."""
-        from ansible_collections.portail.https.plugins.module_utils._certhost import describe_cert
-        from cryptography import x509
-
-        try:
-            script = _deploy_shell.build_script(args)
-            leaf = x509.load_pem_x509_certificate(_deploy_shell.contents(args["cert_pem"], "")[0].encode("ascii"))
-        except ValueError as exc:
-            raise HostError(f"deploy: {exc}") from None
-        res = self._low_level_execute_command(script, sudoable=True)
-        out = _deploy_shell.parse_output(to_text(res.get("stdout", ""), errors="surrogate_or_strict"))
-        if res.get("rc") != 0 or out["error"]:
-            stderr = to_text(res.get("stderr", ""), errors="surrogate_or_strict").strip()
-            detail = out["error"] or (stderr.splitlines()[-1] if stderr else f"exit code {res.get('rc')}")
-            raise HostError(f"deploy: {detail}")
-        result: dict[str, t.Any] = {
-            "changed": True,
-            "written": out["written"],
-            "backups": out["backups"],
-            "cert": describe_cert(leaf),
-        }
-        if out["problem"]:
-            result["http01_problem"] = out["problem"]
-        return result
+        try:  # the lease covers one certificate's order (timeout) with room for the host round trips
+            lease = int(float(self._task.args.get("timeout") or 300)) + 600
+        except (TypeError, ValueError):
+            lease = 1800
+        run_id = run_id or _random.token_hex(16)
+        return ShellHost(execute, run_module, bool(self._task.check_mode), run_id, lease)
 
     def _run(self, args: dict[str, t.Any], task_vars: dict[str, t.Any]) -> dict[str, t.Any]:
         specs = build_specs(args)
@@ -243,10 +135,24 @@ class ActionModule(ActionBase):
                 opts = {k: v for k, v in options.items() if v is not None}
                 return make_provider(opts.pop("provider", "rfc2136"), opts)
 
+        resume = {str(e.get("name")): e for e in args.get("resume") or [] if isinstance(e, dict)}
+        if args["abort"] and not resume:
+            raise RequestError("abort needs resume (the entries returned by the first phase)")
+        if resume:
+            # phase 2 of dns-01 with provider external: only the certificates the first phase handed out
+            specs = [s for s in specs if s.label in resume]
+
+        run_ids = {str(e.get("run_id") or "") for e in resume.values()}
+        if len(run_ids) > 1:
+            raise RequestError("resume: entries from several first-phase runs; resume each run separately")
+        try:
+            host = self._host_call(task_vars, run_ids.pop() or None if run_ids else None)
+        except ValueError as exc:
+            raise RequestError(f"resume: {exc}") from None
         check_mode = bool(self._task.check_mode)
         eab = (args["eab_kid"], args["eab_hmac_key"], args["eab_alg"]) if args.get("eab_kid") else None
         run = CertificateRun(
-            self._host_call(task_vars),
+            host,
             make_client,
             Options(
                 directory_url=directory,
@@ -262,12 +168,6 @@ class ActionModule(ActionBase):
             ),
             dns_factory=dns_factory,
         )
-        resume = {str(e.get("name")): e for e in args.get("resume") or [] if isinstance(e, dict)}
-        if args["abort"] and not resume:
-            raise RequestError("abort needs resume (the entries returned by the first phase)")
-        if resume:
-            # phase 2 of dns-01 with provider external: only the certificates the first phase handed out
-            specs = [s for s in specs if s.label in resume]
 
         def one(spec: t.Any) -> t.Any:
             entry = resume.get(spec.label)
@@ -287,7 +187,7 @@ class ActionModule(ActionBase):
             "acme_requests": client.requests if client else 0,
             "acme_retries": client.bad_nonce_retried if client else 0,
         }
-        pending = [o.resume for o in outcomes if o.resume]
+        pending = [dict(o.resume, run_id=host.run_id) for o in outcomes if o.resume]
         if pending:
             out["resume"] = pending
             out["dns_records"] = [dict(r, certificate=o.spec.label) for o in outcomes for r in o.dns_records]

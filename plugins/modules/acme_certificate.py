@@ -12,20 +12,29 @@ version_added: 0.1.0
 description:
   - Issues, renews and deploys certificates from an ACME CA (RFC 8555) in a single task. It is an action
     plugin. The ACME protocol and the DNS updates run on the controller, where the account key and the DNS
-    credentials stay. On the managed host every step is a POSIX shell command with C(openssl); Python runs
-    there only for the TLS-ALPN-01 responder (M(portail.https.acme_certificate_host), internal).
-  - A certificate that is still good costs one shell command on the host; an HTTP-01 issuance three
-    (inspect and make the key and CSR, place the token files, deploy and remove them). Nothing read from
-    a host file can change how the controller reads the host's answer, symbolic links are never followed
-    or written through, and directories that an account other than root can write are refused (like
-    OpenSSH's StrictModes).
-  - The private key is generated on the managed host and never leaves it; only the CSR travels, and the
-    controller checks it asks for exactly the names of the order. A per-certificate lock on the host is held
-    from the key's creation to the deployment; a second run on the same certificate waits for it, then
-    finds nothing to do. A run killed half-way leaves a lease that the next run removes with its key.
-  - The switch to a new certificate is one atomic rename, so the key and the certificates reachable through
-    O(key_path), O(cert_path), O(chain_path) and O(fullchain_path) always belong together, even if the
-    run is killed; the host checks the new certificate against the pending key right before the switch.
+    credentials stay; the managed host runs one POSIX shell script per step, as root, with C(openssl)
+    (1.1.1 or later; the certificate role installs it). Only TLS-ALPN-01 runs Python on the host
+    (M(portail.https.acme_certificate_host), standard library).
+  - An HTTP-01 issuance costs the host three shell commands. The first reads the certificate and the public
+    half of the key, fixes drifted modes and owners, and on a first issuance also makes the key and the CSR;
+    the second writes the token files; the third installs the new version and removes the token files. A
+    certificate that is still good costs one shell command.
+  - The certificate's private key is generated on the managed host (mode 0600) and never leaves it; only
+    the CSR travels. Files live in a versioned store next to the key,
+    C(<dir of key_path>/.portail-<key file name>.d/v<N>/), and O(key_path), O(cert_path), O(chain_path) and
+    O(fullchain_path) are symlinks to C(.../current/<file>); C(current -> v<N>) is swapped by one rename, so
+    the key and certificate a web server loads always match, even when a run is killed mid-way. Plain files
+    left by earlier versions are taken over without a window where they do not match.
+  - 'Everything the host holds is treated as hostile: the directories that hold keys and certificates (and
+    every directory above them) must belong to root and be writable by root only, as with OpenSSH
+    StrictModes (a root-owned sticky directory such as C(/tmp) is accepted above them); symlinks are never
+    followed to change a file; C(owner) and C(group) are resolved to numbers on the host; http-01 token
+    files are written only into C(.well-known/acme-challenge) directories that belong to root. Nothing a
+    file contains can change how the host''s answer is read.'
+  - A per-certificate lock (a lease directory in the store, holding the run's id, its expiry and the
+    pending key) covers key generation to deployment. A second run meanwhile is told that the
+    certificate is locked; a killed run's lease and pending key are removed by the next run once it has
+    expired. The new certificate's public key is compared with the key right before the switch.
   - 'Decides per certificate and reports why (RV(reason)): V(missing), V(names_changed), V(key_type_changed),
     V(key_mismatch), V(expiring) (less than O(renew_remaining_fraction) of the lifetime left; certificates
     living under 10 days renew at half their lifetime), V(ari_window) or V(forced); V(valid) when nothing
@@ -54,8 +63,8 @@ author:
   - portail.https contributors (@portail)
 requirements:
   - cryptography on the controller
-  - on the managed host, a POSIX shell with C(openssl) >= 1.1.1 and GNU or busybox C(stat); Python >= 3.9
-    only for tls-alpn-01
+  - on the managed host, a POSIX shell, C(openssl) >= 1.1.1 and GNU coreutils (C(stat -c), C(mv -T));
+    Python >= 3.9 for tls-alpn-01 only
   - dnspython >= 2.4 on the controller for dns-01
 attributes:
   action:
@@ -111,7 +120,7 @@ options:
     description: Path of leaf plus chain on the managed host. Not written when omitted.
     type: str
   owner:
-    description: Owner of the key and certificate files.
+    description: Owner of the key and certificate files (a user name or uid; C(user.group) is refused).
     type: str
   group:
     description: Group of the key and certificate files.
@@ -129,7 +138,7 @@ options:
     type: raw
     default: "0600"
   backup:
-    description: Keep the previous key and certificate files as C(<path>.bak).
+    description: Keep the previous version (key and certificates) in the store next to the key.
     type: bool
     default: true
   acme_directory:

@@ -209,7 +209,10 @@ def test_http01_into_nginx_webroot(rig, account_key, tmp_path, nginx_factory):
     assert r1["acme_requests"] - r1["acme_retries"] <= 12  # Pebble rejects 5% of nonces: retries vary
     check_deployed(out, ["cert1.portail.test"], r1)
     assert challenge_files(nginx.webroot) == []  # token files and the directories made for them are gone
-    assert json.loads((out / "cert.pem.acme.json").read_text())["directory"] == rig["PORTAIL_ACME_DIRECTORY"]
+    store = out / ".portail-privkey.pem.d"
+    assert json.loads((store / "current" / "acme.json").read_text())["directory"] == rig["PORTAIL_ACME_DIRECTORY"]
+    for name in ("privkey.pem", "cert.pem", "chain.pem", "fullchain.pem"):  # the documented paths: links into it
+        assert os.readlink(out / name) == str(store / "current" / name)
 
 
 def test_ip_identifier_over_http01(rig, account_key, tmp_path, nginx_factory):
@@ -293,9 +296,11 @@ def test_renewal_when_names_change_and_diff(rig, account_key, tmp_path, nginx_fa
     assert r["serial"] != r1["serial"]
     assert "cert6.portail.test" in r["diff"]["after"] and "cert6" not in r["diff"]["before"]
     check_deployed(out, args["names"], r)
-    assert (out / "cert.pem.bak").exists() and (out / "privkey.pem.bak").exists()
-    old = x509.load_pem_x509_certificate((out / "cert.pem.bak").read_bytes())
+    previous = out / ".portail-privkey.pem.d" / "v1"  # the backup: the previous version, whole
+    assert os.readlink(out / ".portail-privkey.pem.d" / "current") == "v2"
+    old = x509.load_pem_x509_certificate((previous / "cert.pem").read_bytes())
     assert format(old.serial_number, "x") == r1["serial"]
+    assert (previous / "privkey.pem").exists()
     again = run(tmp_path, args)
     assert again.rc == 0 and again.changed() == 0
 
@@ -524,25 +529,21 @@ def _shell_without_openssl(tmp: Path) -> Path:
     return wrapper
 
 
-def test_host_without_openssl_uses_the_module(rig, account_key, tmp_path, nginx_factory):
+def test_host_without_openssl_fails_clearly_and_changes_nothing(rig, account_key, tmp_path, nginx_factory):
     nginx = nginx_factory(["127.0.30.31"])
     out = tmp_path / "cert31"
     wrapper = _shell_without_openssl(tmp_path)
     inv = local_inventory(tmp_path, {"localhost": {"ansible_shell_executable": str(wrapper)}})
     args = base(rig, account_key, out, ["cert31.portail.test"], webroot=str(nginx.webroot))
-    first = run(tmp_path, args, inventory=inv, verbosity=3, json_output=False)
-    assert first.rc == 0, first.stdout[-3000:]
-    assert "openssl missing on the host, using the module" in first.stdout
-    assert "acme_certificate_host" in first.stdout  # the module ran instead
-    serial = format(x509.load_pem_x509_certificate((out / "cert.pem").read_bytes()).serial_number, "x")
-    r1 = {"serial": serial}
-    check_deployed(out, ["cert31.portail.test"], r1)
-    second = run(tmp_path, args, inventory=inv)
-    assert second.rc == 0 and second.changed() == 0
-    assert second.result(TASK)["serial"] == r1["serial"]
-    # and the same files read by the shell path (openssl back): still nothing to do
-    third = run(tmp_path, args)
-    assert third.rc == 0 and third.changed() == 0 and third.result(TASK)["serial"] == r1["serial"]
+    first = run(tmp_path, args, inventory=inv)
+    assert first.rc != 0
+    r = first.result(TASK)
+    assert "install openssl" in r["msg"] and r["acme_requests"] == 0, r["msg"]
+    assert not out.exists()
+    # with openssl back, the same task issues
+    second = run(tmp_path, args)
+    assert second.rc == 0 and second.changed() == 1
+    check_deployed(out, ["cert31.portail.test"], second.result(TASK))
 
 
 def test_drifted_modes_are_repaired_without_an_order(rig, account_key, tmp_path, nginx_factory):
