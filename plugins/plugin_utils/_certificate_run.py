@@ -260,8 +260,10 @@ class CertificateRun:
         self.now = now or (lambda: datetime.datetime.now(datetime.timezone.utc))
         self.sleep = sleep
         if preflight is None:
-            from ansible_collections.portail.https.plugins.plugin_utils._preflight import check as preflight
-        self.preflight = preflight
+            from ansible_collections.portail.https.plugins.plugin_utils._preflight import check
+
+            preflight = check
+        self.preflight: t.Callable[..., tuple[list[str], list[str]]] = preflight
         self.placers: dict[str, t.Callable[[CertSpec, list[t.Any], Deadline, Outcome], Cleanup]] = {
             "http-01": self._place_http01,
             "dns-01": self._place_dns01,

@@ -63,11 +63,11 @@ class AccountKey:
         elif isinstance(key, rsa.RSAPrivateKey):
             if key.key_size < 2048:
                 raise AcmeError("RSA account keys must have at least 2048 bits")
-            nums = key.public_key().public_numbers()
+            rsa_nums = key.public_key().public_numbers()
             self.alg = "RS256"
             self._hash = hashes.SHA256
             self._size = 0
-            self.jwk = {"e": b64u(int_bytes(nums.e)), "kty": "RSA", "n": b64u(int_bytes(nums.n))}
+            self.jwk = {"e": b64u(int_bytes(rsa_nums.e)), "kty": "RSA", "n": b64u(int_bytes(rsa_nums.n))}
         else:
             raise AcmeError("unsupported account key type (use an EC P-256/P-384 or RSA key)")
         self.key = key

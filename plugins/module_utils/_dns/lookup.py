@@ -125,7 +125,7 @@ class DnsLookup:
 
     def _ask(self, qname: Name, rdtype: int, server: Server, *, recursion: bool, timeout: float) -> Message:
         """One query to one server: UDP, TCP on truncation, TCP once more when UDP times out."""
-        query = dns.message.make_query(qname, rdtype, want_dnssec=False)
+        query = dns.message.make_query(qname, dns.rdatatype.RdataType.make(rdtype), want_dnssec=False)
         if not recursion:
             query.flags &= ~dns.flags.RD
         host, port = server
@@ -158,7 +158,7 @@ class DnsLookup:
                 return response
             network_only = False
             problems.append(f"{describe(server)}: {dns.rcode.to_text(rcode)}")
-        what = f"{dns.rdatatype.to_text(rdtype)} {to_text(qname)}"
+        what = f"{dns.rdatatype.to_text(dns.rdatatype.RdataType.make(rdtype))} {to_text(qname)}"
         detail = "; ".join(problems)
         server_text = ", ".join(describe(s) for s in self.servers)
         if network_only:

@@ -109,7 +109,7 @@ class ShellHost:
     #: which of the controller's lists an error's index points into (default: the documented paths)
     _SPACES = {"untrusted": "dirs", "mkdir": "dirs", "tokdir": "dirs", "nowebroot": "roots", "put": "files"}
 
-    def _explain(self, err: list[str], names: dict[str, t.Sequence[str]]) -> str:
+    def _explain(self, err: list[str], names: t.Mapping[str, t.Sequence[str]]) -> str:
         kind, rest = (err[0] if err else "?"), err[1:]
         idx = int(rest[0]) if rest and rest[0].isdigit() else -1
         space = names.get(self._SPACES.get(kind, "paths"), [])

@@ -329,7 +329,7 @@ class PdnsProvider(DnsProvider):
         if not rrsets:
             return
         op = "adding" if adds else "removing"
-        names = ", ".join(sorted({r["name"] for r in rrsets}))
+        names = ", ".join(sorted({str(r["name"]) for r in rrsets}))
         self._call("PATCH", self._zone_path(zone), f"{op} TXT {names}", {"rrsets": rrsets}, zone=zone)
 
     # --- record API -----------------------------------------------------------------------

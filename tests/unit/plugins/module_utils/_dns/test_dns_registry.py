@@ -16,7 +16,7 @@ from ansible_collections.portail.https.plugins.module_utils._dns.providers impor
 
 
 def test_every_provider_declares_options_and_a_factory() -> None:
-    assert set(PROVIDERS) == {"rfc2136", "pdns", "command"}
+    assert set(PROVIDERS) == {"rfc2136", "pdns", "command", "external"}
     for name, module in PROVIDERS.items():
         assert isinstance(module.OPTIONS, dict) and module.OPTIONS, name
         assert callable(module.make), name
@@ -26,7 +26,7 @@ def test_every_provider_declares_options_and_a_factory() -> None:
 
 def test_options_spec_merges_providers_and_common_options() -> None:
     spec = options_spec()
-    assert spec["provider"] == {"type": "str", "default": "rfc2136", "choices": ["rfc2136", "pdns", "command"]}
+    assert spec["provider"] == {"type": "str", "default": "rfc2136", "choices": ["rfc2136", "pdns", "command", "external"]}
     assert spec["propagation_timeout"] == {"type": "float"}
     for module in PROVIDERS.values():
         for option, option_spec in module.OPTIONS.items():
