@@ -26,7 +26,11 @@ def test_every_provider_declares_options_and_a_factory() -> None:
 
 def test_options_spec_merges_providers_and_common_options() -> None:
     spec = options_spec()
-    assert spec["provider"] == {"type": "str", "default": "rfc2136", "choices": ["rfc2136", "pdns", "command", "external"]}
+    assert spec["provider"] == {
+        "type": "str",
+        "default": "rfc2136",
+        "choices": ["rfc2136", "pdns", "command", "external"],
+    }
     assert spec["propagation_timeout"] == {"type": "float"}
     for module in PROVIDERS.values():
         for option, option_spec in module.OPTIONS.items():
