@@ -16,7 +16,7 @@ from ansible_collections.portail.https.plugins.module_utils._acme.account import
 from ansible_collections.portail.https.plugins.module_utils._acme.challenges import tls_alpn01_certificate
 from ansible_collections.portail.https.plugins.module_utils._acme.client import AcmeClient
 from ansible_collections.portail.https.plugins.module_utils._acme.errors import AcmeError, UnsupportedError
-from ansible_collections.portail.https.plugins.module_utils._acme.keys import AccountKey
+from ansible_collections.portail.https.plugins.module_utils._acme.module_support import load_key
 from ansible_collections.portail.https.plugins.module_utils._acme.order import Authorization, Order
 from ansible_collections.portail.https.plugins.module_utils._acme.utils import Deadline
 from ansible_collections.portail.https.plugins.plugin_utils._certificate_run import Challenge
@@ -45,14 +45,19 @@ class EngineSession:
         ca_bundle: t.Optional[str] = None,
         validate_certs: bool = True,
         http_timeout: float = 20.0,
+        account_key_passphrase: t.Optional[str] = None,
+        proxy: t.Optional[str] = None,
+        use_proxy: bool = True,
     ) -> None:
         self.directory_url = directory_url
         self.client = AcmeClient(
             directory_url,
-            AccountKey.from_pem(account_key_pem),
+            load_key(None, account_key_pem, account_key_passphrase, "account key"),
             ca_bundle=ca_bundle,
             validate_certs=validate_certs,
             timeout=http_timeout,
+            proxy=proxy,
+            use_proxy=use_proxy,
         )
         self._contact = [c if ":" in c else f"mailto:{c}" for c in (contact or [])]
         self._terms = terms_agreed
