@@ -64,7 +64,7 @@ def parse_proxy(url: str) -> Proxy:
     except ValueError:
         raise AcmeError("the proxy URL is not valid (expected http://host:port)") from None
     if parts.scheme.lower() != "http":
-        raise AcmeError(f"only http:// proxies are supported (CONNECT over plain HTTP), not {parts.scheme}://")
+        raise AcmeError(f"only http:// proxy URLs are supported (CONNECT over plain HTTP), not {parts.scheme}://")
     if not parts.hostname or parts.path not in ("", "/") or parts.query or parts.fragment:
         raise AcmeError("the proxy URL is not valid (expected http://host:port)")
     authorization = None
@@ -99,4 +99,3 @@ def proxy_for(
     if "no" in proxies and urllib.request.proxy_bypass_environment(parts.netloc, proxies):
         return None
     return parse_proxy(chosen)
-
