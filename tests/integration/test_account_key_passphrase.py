@@ -4,10 +4,9 @@ thumbprint filter (and so the web roles' stateless responder) all take them; the
 
 from __future__ import annotations
 
-from cryptography.hazmat.primitives import serialization
-
 from ansible_collections.portail.https.plugins.module_utils._acme import Account, AccountKey, AcmeClient
 from ansible_collections.portail.https.plugins.module_utils._acme.order import issue
+from cryptography.hazmat.primitives import serialization
 
 from .acme_support import make_csr
 from .harness import run_playbook

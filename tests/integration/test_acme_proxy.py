@@ -100,9 +100,9 @@ def proxied(rig, fleet_factory, tmp_path_factory):
     proxy = subprocess.Popen(["tinyproxy", "-d", "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT)
     webroot = tmp / "www"
     webroot.mkdir()
+    server = ["--bind", host.ipv4, "--directory", str(webroot)]
     web = subprocess.Popen(
-        ["ip", "netns", "exec", host.ns, str(BIN / "python"), "-m", "http.server", "80"]
-        + ["--bind", host.ipv4, "--directory", str(webroot)],
+        ["ip", "netns", "exec", host.ns, str(BIN / "python"), "-m", "http.server", "80", *server],
         stdout=(tmp / "web.log").open("w"),
         stderr=subprocess.STDOUT,
     )
