@@ -20,6 +20,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -74,6 +75,11 @@ def up() -> None:
                     path.unlink()
         os.rename(tmp, etc)
     hosts = {h.index: h for h in fleet.up(INDICES)}
+    for h in hosts.values():  # a page to serve (in the host's own /var)
+        site = "shop" if h.index in POOL else "www"
+        page = f"<h1>portail.https demo: {site} on {h.name}</h1>"
+        script = f"mkdir -p /var/www/{site} && echo '{page}' > /var/www/{site}/index.html"
+        fleet.exec_in(h, ["sh", "-c", script], check=True)
     _pool_dns(facts, [hosts[i].ipv4 for i in POOL])
     account = OUT / "account.key"
     if not account.exists():
@@ -145,6 +151,7 @@ def _https(address: str, name: str, cafile: str) -> tuple[str, x509.Certificate]
 
 
 def _tls11(address: str, name: str) -> str:
+    warnings.simplefilter("ignore", DeprecationWarning)  # asking for TLS 1.1 is the point here
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
