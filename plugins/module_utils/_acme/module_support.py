@@ -21,7 +21,7 @@ def acme_argument_spec() -> dict[str, Any]:
         "validate_certs": {"type": "bool", "default": True},
         "acme_ca_bundle": {"type": "path", "aliases": ["ca_bundle"]},
         "request_timeout": {"type": "float", "default": 30},
-        "acme_proxy": {"type": "str"},
+        "acme_proxy": {"type": "str", "no_log": True},
         "use_proxy": {"type": "bool", "default": True},
     }
 
