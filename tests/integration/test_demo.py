@@ -1,11 +1,11 @@
 """`make demo` works on its own namespaced hosts and leaves this machine as it was; `make demo-clean` removes it.
 
-The machine's /etc/nginx, /etc/apache2, /etc/ssl, /var/www and nftables ruleset are recorded before the
-demo (every path, type, mode, owner, symlink target and content hash) and compared after it. The demo's
-own printout is checked for each proof it claims, and its second site run for changed=0 (demo/run.sh
-fails otherwise). Uses fleet indices 240-243 and build/demo/ (a demo left running is replaced).
-Other tests that configure this machine's own nginx or Apache must not run at the same time (make test runs
-tests one after the other).
+The demo runs with the machine's /etc/nginx, /etc/apache2, /etc/ssl and /var/www mounted read-only for it
+(so a write there fails it), and these and the nftables ruleset are also recorded before the demo (every
+path, type, mode, owner, symlink target and content hash) and compared after it. The demo's own printout
+is checked for each proof it claims, and its second site run for changed=0 (demo/run.sh fails otherwise).
+Uses fleet indices 240-243 and build/demo/ (a demo left running is replaced). Tests that configure this
+machine's own nginx or Apache must not run meanwhile (make test runs tests one after the other).
 """
 
 from __future__ import annotations
@@ -61,7 +61,11 @@ def test_demo_proves_https_and_leaves_the_machine_as_it_was(rig):
     assert clean.returncode == 0, clean.stderr
     before = machine_state()
 
-    run = _demo("bash", "demo/run.sh")
+    # The demo runs with the watched directories read-only (in a mount namespace of its own): a write there
+    # fails the demo, whatever else happens on this machine meanwhile.
+    binds = " && ".join(f"mount --bind {d} {d} && mount -o remount,bind,ro {d}" for d in WATCHED if Path(d).is_dir())
+    script = f"{binds} && exec bash demo/run.sh"
+    run = _demo("unshare", "--mount", "--propagation", "private", "sh", "-c", script)
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
     out = run.stdout
     after = machine_state()
