@@ -4,10 +4,15 @@ VENV  := .venv
 BIN   := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: demo test deps rig rig-stop lint sanity unit integration changelog bench clean
+.PHONY: demo demo-clean test deps rig rig-stop lint sanity unit integration changelog bench clean
 
-demo: deps rig
-	bash demo/run.sh
+demo:
+	@echo "==== preparing: Debian packages, .venv, the local CA and DNS (a minute or two on a fresh machine)"
+	@$(MAKE) --no-print-directory -s deps rig >/dev/null
+	@bash demo/run.sh
+
+demo-clean:
+	@$(BIN)/python demo/demo.py down
 
 test: deps rig
 	@bash tests/run-all.sh $(PYTEST_ARGS)

@@ -125,6 +125,8 @@ class ActionModule(ActionBase):
                 ca_bundle=args.get("acme_ca_bundle"),
                 validate_certs=args["validate_certs"],
                 timeout=20.0,
+                proxy=args.get("acme_proxy"),
+                use_proxy=args["use_proxy"],
             )
 
         dns_factory = None

@@ -25,7 +25,9 @@ options:
       - Mutually exclusive with O(account_key_src).
     type: str
   account_key_passphrase:
-    description: Passphrase of an encrypted account key.
+    description:
+      - Passphrase of an encrypted account key (PKCS#8 C(ENCRYPTED PRIVATE KEY) or a traditional encrypted PEM),
+        given with O(account_key_src) or O(account_key_content). Never logged.
     type: str
   account_uri:
     description:
@@ -47,6 +49,24 @@ options:
     description: Seconds to wait for each HTTP answer of the CA.
     type: float
     default: 30
+  acme_proxy:
+    description:
+      - URL of an HTTP proxy (V(http://proxy.example.org:3128), optionally with C(user:password@)) through which
+        every request to the CA goes. It replaces the environment's proxy variables. Never logged (it may hold a password).
+      - C(https://) requests go through the proxy with C(CONNECT), and TLS runs between the module and the CA, so the
+        CA's certificate is still checked against O(acme_ca_bundle) or the system store.
+      - When not set, the C(https_proxy) / C(HTTPS_PROXY) and C(http_proxy) / C(HTTP_PROXY) environment variables
+        of the process that runs the module are used, and C(no_proxy) / C(NO_PROXY) names the hosts reached
+        directly (the rules of Python's C(urllib)); set them with the task's C(environment) keyword.
+    type: str
+    version_added: 0.1.0
+  use_proxy:
+    description:
+      - Set to V(false) to ignore the proxy environment variables and reach the CA directly.
+        An O(acme_proxy) is used either way.
+    type: bool
+    default: true
+    version_added: 0.1.0
 notes:
   - The ACME engine is the collection's own RFC 8555 client; it needs the Python C(cryptography) library
     on the host that runs the module.

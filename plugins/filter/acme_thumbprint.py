@@ -21,13 +21,15 @@ else:
     IMPORT_ERROR = None
 
 
-def acme_thumbprint(pem: t.Any) -> str:
+def acme_thumbprint(pem: t.Any, passphrase: t.Any = None) -> str:
     if IMPORT_ERROR is not None:
         raise AnsibleFilterError(f"acme_thumbprint needs the Python cryptography library: {IMPORT_ERROR}")
     if not isinstance(pem, (str, bytes)) or not pem:
         raise AnsibleFilterError("acme_thumbprint expects PEM text (a key or a certificate)")
+    if passphrase is not None and not isinstance(passphrase, (str, bytes)):
+        raise AnsibleFilterError("acme_thumbprint: the passphrase must be a string")
     try:
-        return thumbprint_from_pem(to_bytes(pem))
+        return thumbprint_from_pem(to_bytes(pem), to_bytes(passphrase) if passphrase else None)
     except AcmeError as exc:
         raise AnsibleFilterError(f"acme_thumbprint: {exc}") from None
 

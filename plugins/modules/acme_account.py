@@ -81,13 +81,29 @@ seealso:
 """
 
 EXAMPLES = r"""
+# The account key stays on the controller: run these tasks there (delegate_to: localhost, once per play).
+# lookup('ansible.builtin.file', ...) finds a relative path the way Ansible finds files (files/ next to
+# the playbook or role).
 - name: Make sure the account exists and has the right contact
   portail.https.acme_account:
-    acme_directory: https://acme-v02.api.letsencrypt.org/directory
-    account_key_src: /etc/portail/acme/account.key
+    acme_directory: https://acme-staging-v02.api.letsencrypt.org/directory
+    account_key_content: "{{ lookup('ansible.builtin.file', 'acme-account.key') }}"
     contact:
       - mailto:hostmaster@example.com
     terms_agreed: true
+  delegate_to: localhost
+  run_once: true
+
+- name: The same with an encrypted key kept in Ansible Vault
+  portail.https.acme_account:
+    acme_directory: https://acme-staging-v02.api.letsencrypt.org/directory
+    account_key_content: "{{ vault_acme_account_key }}"
+    account_key_passphrase: "{{ vault_acme_account_key_passphrase }}"
+    contact:
+      - mailto:hostmaster@example.com
+    terms_agreed: true
+  delegate_to: localhost
+  run_once: true
 
 - name: Create an account at a CA that wants External Account Binding
   portail.https.acme_account:
@@ -97,19 +113,34 @@ EXAMPLES = r"""
     external_account_binding:
       kid: "{{ vault_eab_kid }}"
       hmac_key: "{{ vault_eab_hmac_key }}"
+  delegate_to: localhost
+  run_once: true
+
+- name: Reach the CA through the corporate proxy
+  portail.https.acme_account:
+    acme_directory: https://acme-staging-v02.api.letsencrypt.org/directory
+    account_key_content: "{{ lookup('ansible.builtin.file', 'acme-account.key') }}"
+    acme_proxy: http://proxy.example.com:3128
+    terms_agreed: true
+  delegate_to: localhost
+  run_once: true
 
 - name: Roll the account key over
   portail.https.acme_account:
-    acme_directory: https://acme-v02.api.letsencrypt.org/directory
-    account_key_src: /etc/portail/acme/account.key
-    new_account_key_src: /etc/portail/acme/account-new.key
+    acme_directory: https://acme-staging-v02.api.letsencrypt.org/directory
+    account_key_content: "{{ lookup('ansible.builtin.file', 'acme-account.key') }}"
+    new_account_key_content: "{{ lookup('ansible.builtin.file', 'acme-account-new.key') }}"
     state: changed_key
+  delegate_to: localhost
+  run_once: true
 
 - name: Deactivate the account
   portail.https.acme_account:
-    acme_directory: https://acme-v02.api.letsencrypt.org/directory
-    account_key_src: /etc/portail/acme/account.key
+    acme_directory: https://acme-staging-v02.api.letsencrypt.org/directory
+    account_key_content: "{{ lookup('ansible.builtin.file', 'acme-account.key') }}"
     state: absent
+  delegate_to: localhost
+  run_once: true
 """
 
 RETURN = r"""

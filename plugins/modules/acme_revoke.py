@@ -56,18 +56,25 @@ seealso:
 """
 
 EXAMPLES = r"""
-- name: Revoke a certificate with the account key, as superseded
-  portail.https.acme_revoke:
-    acme_directory: https://acme-v02.api.letsencrypt.org/directory
-    account_key_src: /etc/portail/acme/account.key
-    certificate: /etc/ssl/portail/www.example.com/cert.pem
-    revoke_reason: 4
+# The account key stays on the controller: read the certificate from the host, revoke from the controller.
+- name: Read the certificate served by this host
+  ansible.builtin.slurp:
+    src: /etc/ssl/portail/www/cert.pem
+  register: served_cert
 
-- name: Revoke a certificate with its own (compromised) key
+- name: Revoke it with the account key, as superseded
   portail.https.acme_revoke:
-    acme_directory: https://acme-v02.api.letsencrypt.org/directory
-    private_key_src: /etc/ssl/portail/www.example.com/privkey.pem
-    certificate: /etc/ssl/portail/www.example.com/cert.pem
+    acme_directory: https://acme-staging-v02.api.letsencrypt.org/directory
+    account_key_content: "{{ lookup('ansible.builtin.file', 'acme-account.key') }}"
+    certificate_content: "{{ served_cert.content | b64decode }}"
+    revoke_reason: 4
+  delegate_to: localhost
+
+- name: Revoke a certificate with its own (compromised) key, both read on the host itself
+  portail.https.acme_revoke:
+    acme_directory: https://acme-staging-v02.api.letsencrypt.org/directory
+    private_key_src: /etc/ssl/portail/www/privkey.pem
+    certificate: /etc/ssl/portail/www/cert.pem
     revoke_reason: 1
 """
 

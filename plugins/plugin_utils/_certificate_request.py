@@ -53,6 +53,8 @@ OPTIONS: dict[str, dict[str, t.Any]] = {
     "account_key_passphrase": {"type": "str", "no_log": True},
     "contact": {"type": "list", "elements": "str", "default": []},
     "terms_agreed": {"type": "bool", "default": False},
+    "acme_proxy": {"type": "str", "no_log": True},
+    "use_proxy": {"type": "bool", "default": True},
     "eab_kid": {"type": "str"},
     "eab_hmac_key": {"type": "str", "no_log": True},
     "eab_alg": {"type": "str", "default": "HS256", "choices": ["HS256", "HS384", "HS512"]},

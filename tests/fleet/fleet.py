@@ -34,6 +34,9 @@ BRIDGE = "pfleet0"
 BRIDGE_V4 = "198.18.1.254"
 BRIDGE_V6 = "2001:2:0:1::fe"
 PYTHON = str(REPO / ".venv" / "bin" / "python")
+# The lower layer of each host's /etc. The machine's own /etc by default; a copy of it keeps the hosts
+# apart from changes made to the machine's /etc while they run (overlayfs does not follow those well).
+ETC_LOWER = os.environ.get("PORTAIL_FLEET_ETC_LOWER", "/etc")
 
 
 @dataclass(frozen=True)
@@ -148,7 +151,7 @@ def up_host(host: Host) -> Host:
     d = host.dir
     script = f"""set -e
 mount --make-rprivate /
-mount -t overlay overlay -o lowerdir=/etc,upperdir={d}/etc-upper,workdir={d}/etc-work /etc
+mount -t overlay overlay -o lowerdir={ETC_LOWER},upperdir={d}/etc-upper,workdir={d}/etc-work /etc
 mount -t overlay overlay -o lowerdir=/var,upperdir={d}/var-upper,workdir={d}/var-work /var
 mount -t tmpfs -o mode=755 tmpfs /run
 # A new host has none of this collection's state, whatever the machine under the overlay has

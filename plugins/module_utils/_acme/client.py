@@ -31,6 +31,7 @@ from .errors import (
     problem_error,
 )
 from .keys import AccountKey
+from .proxy import Proxy, proxy_for
 from .utils import Deadline, parse_links, parse_retry_after
 
 USER_AGENT = "portail.https-acme/1.0"
@@ -134,6 +135,8 @@ class AcmeClient:
     :param ca_bundle: PEM file to verify the CA's TLS certificate against (system store otherwise).
     :param validate_certs: verify the CA's TLS certificate.
     :param timeout: seconds for each HTTP request.
+    :param proxy: an HTTP proxy URL for every request (replaces the environment's HTTPS_PROXY etc.).
+    :param use_proxy: honour HTTPS_PROXY / HTTP_PROXY / NO_PROXY from the environment (see ``proxy.py``).
     """
 
     def __init__(
@@ -147,6 +150,8 @@ class AcmeClient:
         timeout: float = DEFAULT_TIMEOUT,
         bad_nonce_retries: int = 20,
         user_agent: str = USER_AGENT,
+        proxy: Optional[str] = None,
+        use_proxy: bool = True,
     ) -> None:
         parsed = urllib.parse.urlsplit(directory_url)
         if parsed.scheme not in ("https", "http") or not parsed.hostname:
@@ -158,6 +163,9 @@ class AcmeClient:
         self.bad_nonce_retries = bad_nonce_retries
         self.user_agent = user_agent
         self._ssl = self._ssl_context(ca_bundle, validate_certs)
+        self._proxy_url = proxy or None
+        self._use_proxy = use_proxy
+        proxy_for(directory_url, self._proxy_url, use_proxy)  # a bad proxy URL fails here, before any request
         self._local = threading.local()
         self._nonces = _NoncePool()
         self._lock = threading.Lock()
@@ -182,7 +190,7 @@ class AcmeClient:
         except (OSError, ssl.SSLError) as exc:
             raise AcmeError(f"cannot load CA bundle {ca_bundle}: {exc}") from None
 
-    def _connection(self, scheme: str, netloc: str, fresh: bool) -> http.client.HTTPConnection:
+    def _connection(self, scheme: str, netloc: str, fresh: bool, proxy: Optional[Proxy]) -> http.client.HTTPConnection:
         conns: dict[tuple[str, str], http.client.HTTPConnection] = getattr(self._local, "conns", None) or {}
         self._local.conns = conns
         key = (scheme, netloc)
@@ -191,7 +199,15 @@ class AcmeClient:
             conn.close()
             conn = None
         if conn is None:
-            if scheme == "https":
+            if proxy is not None and scheme == "https":
+                # CONNECT through the proxy; TLS (and the check of the CA's name and certificate) is then
+                # negotiated with the CA itself inside the tunnel: the proxy only sees ciphertext.
+                conn = http.client.HTTPSConnection(proxy.host, proxy.port, timeout=self.timeout, context=self._ssl)
+                target = urllib.parse.urlsplit(f"https://{netloc}")
+                conn.set_tunnel(target.hostname or "", target.port or 443, headers=proxy.headers())
+            elif proxy is not None:
+                conn = http.client.HTTPConnection(proxy.host, proxy.port, timeout=self.timeout)
+            elif scheme == "https":
                 conn = http.client.HTTPSConnection(netloc, timeout=self.timeout, context=self._ssl)
             else:
                 conn = http.client.HTTPConnection(netloc, timeout=self.timeout)
@@ -228,9 +244,14 @@ class AcmeClient:
         if body is not None:
             hdrs["Content-Type"] = "application/jose+json"
         hdrs.update(headers or {})
+        proxy = proxy_for(url, self._proxy_url, self._use_proxy)
+        via = f" (through the proxy {proxy.display})" if proxy is not None else ""
+        if proxy is not None and parts.scheme == "http":
+            path = urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path or "/", parts.query, ""))
+            hdrs.update(proxy.headers())
         self._count(kind or method)
         for attempt in (0, 1):
-            conn = self._connection(parts.scheme, parts.netloc, fresh=attempt > 0)
+            conn = self._connection(parts.scheme, parts.netloc, fresh=attempt > 0, proxy=proxy)
             reused = getattr(conn, "sock", None) is not None
             try:
                 conn.request(method, path, body=body, headers=hdrs)
@@ -240,10 +261,10 @@ class AcmeClient:
                 conn.close()
                 if reused and attempt == 0:
                     continue
-                raise TransportError(f"{method} {url}: connection failed: {exc}") from None
+                raise TransportError(f"{method} {url}{via}: connection failed: {exc}") from None
             except (OSError, http.client.HTTPException, socket.timeout) as exc:
                 conn.close()
-                raise TransportError(f"{method} {url}: {exc}") from None
+                raise TransportError(f"{method} {url}{via}: {exc}") from None
             if resp.will_close:
                 conn.close()
             return Response(resp.status, resp.headers, data, url)

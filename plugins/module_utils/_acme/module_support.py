@@ -21,6 +21,8 @@ def acme_argument_spec() -> dict[str, Any]:
         "validate_certs": {"type": "bool", "default": True},
         "acme_ca_bundle": {"type": "path", "aliases": ["ca_bundle"]},
         "request_timeout": {"type": "float", "default": 30},
+        "acme_proxy": {"type": "str", "no_log": True},
+        "use_proxy": {"type": "bool", "default": True},
     }
 
 
@@ -56,4 +58,6 @@ def client_from_params(params: dict[str, Any], key: Optional[AccountKey] = None)
         ca_bundle=params.get("acme_ca_bundle") or params.get("ca_bundle"),
         validate_certs=params.get("validate_certs", True),
         timeout=float(params.get("request_timeout") or 30),
+        proxy=params.get("acme_proxy") or None,
+        use_proxy=params.get("use_proxy", True),
     )
