@@ -92,10 +92,12 @@ class ActionModule(ActionBase):
         def run_module(name: str, module_args: dict[str, t.Any]) -> dict[str, t.Any]:
             return self._execute_module(module_name=name, module_args=module_args, task_vars=task_vars)
 
-        try:  # the lease covers one certificate's order (timeout) with room for the host round trips
-            lease = int(float(self._task.args.get("timeout") or 300)) + 600
+        try:  # the lease covers one certificate's order (bounded by timeout) with room for the host round trips
+            lease = int(float(self._task.args.get("timeout") or 300)) + 60
         except (TypeError, ValueError):
-            lease = 1800
+            lease = 360
+        if "external" in str(self._task.args.get("dns") or "") + str(self._task.args.get("certificates") or ""):
+            lease += 1800  # dns-01 provider external: the playbook writes the records between the two phases
         run_id = run_id or _random.token_hex(16)
         return ShellHost(execute, run_module, bool(self._task.check_mode), run_id, lease)
 
@@ -197,7 +199,7 @@ class ActionModule(ActionBase):
         if warnings:
             out["warnings"] = warnings
         if not args.get("certificates"):
-            skip = ("changed", "failed", "msg", "resume", "dns_records")
+            skip = ("changed", "failed", "msg", "resume") + (("dns_records",) if pending else ())
             out.update({k: v for k, v in results[0].items() if k not in skip})
         if self._task.diff:
             diffs = [o.diff() for o in outcomes if o.changed]
