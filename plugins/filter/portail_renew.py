@@ -12,13 +12,14 @@ import typing as t
 
 from ansible.errors import AnsibleFilterError
 from ansible_collections.portail.https.plugins.plugin_utils import _renew_state as rs
+from ansible_collections.portail.https.plugins.plugin_utils import _systemd
 
 
 def _wrap(func: t.Callable[..., t.Any]) -> t.Callable[..., t.Any]:
     def run(*args: t.Any, **kwargs: t.Any) -> t.Any:
         try:
             return func(*args, **kwargs)
-        except rs.RenewStateError as exc:
+        except (rs.RenewStateError, _systemd.SystemdQuoteError) as exc:
             raise AnsibleFilterError(str(exc)) from None
 
     run.__name__ = func.__name__
@@ -82,6 +83,10 @@ def report_rows(
     return rs.report_rows(hostvars, list(hosts), now=now, fraction=float(fraction), check_served=bool(check_served))
 
 
+def systemd_quote(value: t.Any, command: bool = True) -> str:
+    return _systemd.quote(value, command=bool(command))
+
+
 class FilterModule:
     def filters(self) -> dict[str, t.Callable[..., t.Any]]:
         funcs = (
@@ -92,5 +97,6 @@ class FilterModule:
             certificate_metrics,
             renew_summary,
             report_rows,
+            systemd_quote,
         )
         return {f.__name__: _wrap(f) for f in funcs}
