@@ -47,8 +47,10 @@ def certificate_facts(
     )
 
 
-def certificate_merge_pool(own: t.Mapping[str, t.Any], copied: t.Sequence[t.Any], hostvars: t.Any) -> dict[str, t.Any]:
-    return rs.merged_facts(own, copied, hostvars)
+def certificate_merge_pool(
+    own: t.Mapping[str, t.Any], copied: t.Sequence[t.Any], hostvars: t.Any, fraction: float = 0.333, now: t.Any = None
+) -> dict[str, t.Any]:
+    return rs.merged_facts(own, copied, hostvars, fraction=float(fraction), now=now)
 
 
 def certificate_record_command(

@@ -280,15 +280,34 @@ def facts(
 
 
 def merged_facts(
-    own: t.Mapping[str, t.Any], copied: t.Sequence[t.Mapping[str, t.Any]], hostvars: t.Mapping[str, t.Any]
+    own: t.Mapping[str, t.Any],
+    copied: t.Sequence[t.Mapping[str, t.Any]],
+    hostvars: t.Mapping[str, t.Any],
+    *,
+    fraction: float = 0.333,
+    now: t.Any = None,
 ) -> dict[str, t.Any]:
-    """This host's entries plus, for pool certificates it copies, the leader's entry."""
+    """This host's entries plus, for pool certificates it copies, the entry of the leader's result.
+
+    Built from the leader's registered acme_certificate result (it ran before, for every host), so the
+    whole computation is one task on the controller.
+    """
     out = dict(own)
     for c in copied:
-        leader = hostvars.get(c["leader"]) or {}
-        theirs = (leader.get("certificate_results") or {}) if hasattr(leader, "get") else {}
-        if c["name"] in theirs:
-            out[c["name"]] = {**theirs[c["name"]], "issued_by": c["leader"]}
+        leader = hostvars.get(c["leader"]) if hasattr(hostvars, "get") else None
+        result = leader.get("__certificate_result") if hasattr(leader, "get") else None
+        if not isinstance(result, dict):
+            continue
+        items = [i for i in result.get("certificates") or [] if isinstance(i, dict) and i.get("name") == c["name"]]
+        if not items:
+            continue
+        entry = facts(
+            [{"name": c["name"], "names": c["names"], "key_type": c.get("key_type")}],
+            result,
+            fraction=fraction,
+            now=now,
+        )[c["name"]]
+        out[c["name"]] = {**entry, "issued_by": c["leader"]}
     return out
 
 
