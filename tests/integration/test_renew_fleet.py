@@ -8,10 +8,12 @@ Pebble is the CA. Nothing here is mocked: real ansible-playbook runs over SSH.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shlex
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -182,15 +184,16 @@ def test_renew_exit_status_follows_what_is_overdue(renew_fleet):
     # a renewal that fails long before the certificate is due: reported, recorded, exit status zero
     good = hosts[GOOD]
     serial = _facts(good)["certificates"]["main"]["serial"]
+    # a name never validated before (no authorization to reuse) behind a wrong DNS key: the order fails
     broken = [
         {
             "name": "main",
-            "server_names": [good.fqdn],
+            "server_names": [good.fqdn, f"x{os.getpid()}-{int(time.time())}.portail.test"],
             "challenge": "dns-01",
             "dns": {"key_name": ctx["good_key"]["key_name"], "key_secret": "d3JvbmcgYWdhaW4h"},
         }
     ]
-    early = _renew(ctx, good.name, extra_vars={"certificate_force": True, "portail_sites": broken})
+    early = _renew(ctx, good.name, extra_vars={"portail_sites": broken})
     assert early.rc == 0, early.failures()
     assert _summary(early)[0].startswith(f"fleet{GOOD} main: FAILED (not yet due)")
     entry = _facts(good)["certificates"]["main"]
@@ -274,16 +277,11 @@ def test_timer_is_installed_enabled_and_its_run_renews_what_is_due(renew_fleet, 
     env = ansible_env(dict(_unquote(e)[0].split("=", 1) for e in service.get("Environment", [])))
     env.pop("ANSIBLE_STDOUT_CALLBACK", None)
     # while another run holds the lock, a triggered run exits 75 (SuccessExitStatus) and does nothing
-    holder = subprocess.Popen(["flock", str(lock), "sleep", "30"])
-    try:
-        for _ in range(50):
-            if subprocess.run(["flock", "-n", str(lock), "true"]).returncode != 0:
-                break
+    with lock.open("w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
         blocked = subprocess.run(argv, env=env, cwd=service["WorkingDirectory"][0], capture_output=True, text=True)
         assert blocked.returncode == 75
-    finally:
-        holder.kill()
-        holder.wait()
+        fcntl.flock(held, fcntl.LOCK_UN)
     run = subprocess.run(argv, env=env, cwd=service["WorkingDirectory"][0], capture_output=True, text=True)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
     assert f"fleet{POOLED} main: issued serial" in run.stdout
