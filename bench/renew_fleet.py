@@ -129,7 +129,7 @@ def bench(n: int) -> dict[str, float]:
         subprocess.run(command("renew", inv, forks), env=env(), capture_output=True, text=True, check=True)
         first = time.monotonic() - t0
         samples: dict[str, list[float]] = {"raw": [], "ping": [], "renew": []}
-        for _ in range(REPEAT):
+        for _round in range(REPEAT):
             for kind in samples:
                 samples[kind].append(timed(kind, inv, forks))
         out: dict[str, float] = {"first_issuance_s": first, "forks": forks}
