@@ -589,7 +589,7 @@ def report_rows(
             if checked:
                 served_serial = live_by_cert[name]
             serial = str(c.get("serial") or "")
-            if served_serial or checked:
+            if serial and (served_serial or checked):
                 same = served_serial.lower().lstrip("0") == serial.lower().lstrip("0")
                 served_state = "match" if served_serial and same else "mismatch"
             else:
