@@ -241,7 +241,8 @@ def facts(
     for req in plan_own:
         name = req["name"]
         r = results.get(name, {})
-        prev = prev_all.get(name) if isinstance(prev_all.get(name), dict) else {}
+        found = prev_all.get(name)
+        prev: dict[str, t.Any] = found if isinstance(found, dict) else {}
         failed = bool(r.get("failed")) or (bool(failed_msg) and not r)
         base = prev if failed and not r.get("serial") else r
         start, end = _window(r) if r.get("serial") else (prev.get("window_start", ""), prev.get("window_end", ""))
@@ -294,7 +295,7 @@ def merged_facts(
     """
     out = dict(own)
     for c in copied:
-        leader = hostvars.get(c["leader"]) if hasattr(hostvars, "get") else None
+        leader: t.Any = hostvars.get(c["leader"]) if hasattr(hostvars, "get") else None
         result = leader.get("__certificate_result") if hasattr(leader, "get") else None
         if not isinstance(result, dict):
             continue
