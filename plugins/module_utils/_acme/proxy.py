@@ -96,6 +96,7 @@ def proxy_for(
     chosen = proxies.get(scheme)
     if not chosen or not parts.hostname:
         return None
-    if "no" in proxies and urllib.request.proxy_bypass_environment(parts.netloc, proxies):
+    bypass = getattr(urllib.request, "proxy_bypass_environment")  # noqa: B009 - public, but not in typeshed
+    if "no" in proxies and bypass(parts.netloc, proxies):
         return None
     return parse_proxy(chosen)
