@@ -17,21 +17,11 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 import typing as t
 
 Runner = t.Callable[[list[str]], tuple[int, str, str]]
 Which = t.Callable[[str], t.Optional[str]]
 XT_TABLES = {"filter", "nat", "mangle", "raw", "security"}
-COUNTERS_RE = re.compile(r"\[\d+:\d+\]")
-
-
-def ssh_port_from_env(env: t.Mapping[str, str]) -> t.Optional[int]:
-    """Server port of the SSH connection this module runs under (SSH_CONNECTION's 4th field)."""
-    fields = env.get("SSH_CONNECTION", "").split()
-    if len(fields) == 4 and fields[3].isdigit():
-        return int(fields[3])
-    return None
 
 
 def iptables_has_rules(save_output: str, own_chain: t.Optional[str] = None) -> tuple[bool, bool]:
@@ -125,32 +115,3 @@ def detect(
     if fallback == "nftables" and not nft:
         fallback = "iptables"
     return decide(fallback, "no firewall in use; fallback")
-
-
-def normalize_save(text: str) -> str:
-    """iptables-save output without the dated comments and with zeroed counters."""
-    lines = [COUNTERS_RE.sub("[0:0]", line) for line in text.splitlines() if not line.startswith("#")]
-    return "\n".join(lines).strip() + "\n"
-
-
-def persist_iptables(run: Runner, save_binary: str, path: str, check_mode: bool) -> dict[str, t.Any]:
-    """Write `save_binary`'s output to `path` (as iptables-persistent reads it) when it differs."""
-    rc, out, err = run([save_binary])
-    if rc != 0:
-        raise RuntimeError(f"{save_binary} failed: {err.strip()}")
-    wanted = normalize_save(out)
-    try:
-        with open(path, encoding="utf-8") as handle:
-            current: t.Optional[str] = handle.read()
-    except FileNotFoundError:
-        current = None
-    changed = current is None or normalize_save(current) != wanted
-    if changed and not check_mode:
-        directory = os.path.dirname(path) or "."
-        os.makedirs(directory, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".portail-")
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(wanted)
-        os.chmod(tmp, 0o640)
-        os.replace(tmp, path)
-    return {"changed": changed, "path": path, "diff": {"before": current or "", "after": wanted, "before_header": path}}
