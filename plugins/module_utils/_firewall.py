@@ -4,7 +4,7 @@
 
 Detection order (the first that matches wins):
 1. firewalld running (``firewall-cmd --state``);
-2. ufw active (``ufw status``);
+2. ufw active (``ufw status``; its incoming default is reported too, from /etc/default/ufw);
 3. our own earlier work: the nftables table, or the iptables chain, we created;
 4. a native nftables ruleset (any table that is not one of iptables-nft's ip/ip6 compatibility tables);
 5. iptables rules (legacy first, then nft variant): any rule, or a built-in chain whose policy is not ACCEPT;
@@ -53,12 +53,25 @@ def native_nft_tables(nft_json: str) -> list[tuple[str, str]]:
     return tables
 
 
+def ufw_incoming_policy(path: str = "/etc/default/ufw") -> str:
+    """ufw's default for incoming traffic (DEFAULT_INPUT_POLICY: drop, reject or accept), as ufw reads it."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            text = handle.read()
+    except OSError:
+        return "drop"  # ufw's own default
+    found = re.findall(r'^DEFAULT_INPUT_POLICY="?([A-Za-z]+)"?\s*$', text, re.M)
+    policy = found[-1].lower() if found else "drop"
+    return policy if policy in ("drop", "reject", "accept") else "drop"
+
+
 def detect(
     run: Runner,
     which: Which,
     nft_table: tuple[str, str] = ("inet", "portail_https"),
     iptables_chain: str = "PORTAIL-HTTPS",
     fallback: str = "nftables",
+    ufw_defaults: str = "/etc/default/ufw",
 ) -> dict[str, t.Any]:
     facts: dict[str, t.Any] = {"evidence": []}
     ev: list[str] = facts["evidence"]
@@ -74,7 +87,9 @@ def detect(
             return decide("firewalld", "firewall-cmd --state: running")
     if which("ufw"):
         rc, out, _err = run([t.cast(str, which("ufw")), "status"])
-        if rc == 0 and re.search(r"^Status: active", out, re.M):
+        facts["ufw_active"] = rc == 0 and bool(re.search(r"^Status: active", out, re.M))
+        facts["ufw_incoming"] = ufw_incoming_policy(ufw_defaults)
+        if facts["ufw_active"]:
             return decide("ufw", "ufw status: active")
 
     native: list[tuple[str, str]] = []

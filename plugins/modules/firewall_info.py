@@ -87,6 +87,16 @@ ssh_port:
   returned: always
   type: int
   sample: 22
+ufw_active:
+  description: Whether ufw is active.
+  returned: when ufw is installed
+  type: bool
+  sample: false
+ufw_incoming:
+  description: ufw's default policy for incoming traffic (V(drop), V(reject) or V(accept)), from C(/etc/default/ufw).
+  returned: when ufw is installed
+  type: str
+  sample: drop
 ssh_ports:
   description: Every server port found for this SSH session (usually one), empty when not under SSH.
   returned: always
