@@ -20,7 +20,7 @@ description:
   - A confirmation and the restore never run at the same time (a lock in that directory) - a confirmation
     that arrives while the restore runs waits for it and then fails, saying the change was undone.
   - Only one job may be pending per host; arming a second one meanwhile fails.
-  - The role portail.https.firewall does not use O(state=armed): M(portail.https.firewall_apply) arms and
+  - The role portail.https.firewall does not use O(state=armed) - M(portail.https.firewall_apply) arms and
     applies in one step. O(state=armed) is for playbooks of your own that change a firewall otherwise.
 author:
   - portail.https contributors (@portail)
