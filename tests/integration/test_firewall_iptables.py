@@ -65,6 +65,9 @@ def test_iptables_variant(variant_host, tmp_path: Path) -> None:
     info = task_result(res, "Find out which firewall the host runs and the port of this SSH connection", host.name)
     assert info["backend"] == "iptables" and info["iptables_variant"] == variant, info
 
+    # what keeps the host's addresses stays accepted (issue 13, defect 5)
+    assert dhcpv6_reply_arrives(host).startswith("got reply fe80:")
+    assert neighbour_discovery_works(host)
     after = save(host, variant)
     for line in before.splitlines():  # every foreign chain and rule is still there
         if line.startswith("-A") or line.startswith(":f2b") or line.startswith(":DOCKER"):
@@ -85,10 +88,6 @@ def test_iptables_variant(variant_host, tmp_path: Path) -> None:
             assert tcp_state(address, 443) == "open"
             assert tcp_state(address, 8080) == "filtered"
         assert tcp_state(host.ipv4, 22) == "open"
-
-    # what keeps the host's addresses stays accepted (issue 13, defect 5)
-    assert dhcpv6_reply_arrives(host).startswith("got reply fe80:")
-    assert neighbour_discovery_works(host)
 
     res = run_role(tmp_path, host, {"firewall_default_deny": True})
     assert_ok(res)

@@ -63,15 +63,15 @@ def test_nftables_opens_80_443_keeps_foreign_and_ssh(hosts, tmp_path: Path) -> N
     probe = task_result(res, "Probe the ports from the controller", host.name)
     assert probe["ports"]["80"]["state"] in ("open", "refused")
 
+    # what keeps the host's addresses stays accepted (issue 13, defect 5)
+    assert dhcpv6_reply_arrives(host).startswith("got reply fe80:")
+    assert neighbour_discovery_works(host)
     ruleset = sh_in(host, "nft", "list", "ruleset")
     assert "table inet portail_https" in ruleset
     assert "tcp dport { 22, 80, 443 } accept" in ruleset  # SSH kept although the inputs never named it
     assert sh_in(host, "nft", "list", "table", "inet", "f2b-table") == before_foreign
     assert 'include "/etc/nftables.d/portail_https.nf[t]"' in sh_in(host, "cat", "/etc/nftables.conf")
     assert sh_in(host, "nft", "-c", "-f", "/etc/nftables.d/portail_https.nft") == ""
-    # what keeps the host's addresses stays accepted (issue 13, defect 5)
-    assert dhcpv6_reply_arrives(host).startswith("got reply fe80:")
-    assert neighbour_discovery_works(host)
 
     with listeners(host, [80, 443, 8080]):
         for address in (host.ipv4, host.ipv6):
