@@ -146,7 +146,8 @@ def test_rollback_restores_when_the_controller_is_cut_off(hosts, tmp_path: Path)
         play, tmp_path, inventory=inventory(tmp_path, host, ansible_ssh_common_args=_no_mux(), ansible_timeout=5)
     )
     assert res.rc != 0
-    assert res.stats[host.name]["unreachable"] >= 1  # the confirmation never got there
+    # the confirmation never got there (unreachable), or got there once the host had already undone the change
+    assert res.failed(host.name) >= 1, res.failures()
     wait_for(
         lambda: sh_in(host, "nft", "list", "table", "inet", "portail_https") == previous,
         60,
