@@ -258,7 +258,7 @@ def dhcpv6_reply_arrives(host: fleet.Host) -> str:
         sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((source, 547, 0, index))
-        for _ in range(3):
+        for _attempt in range(3):
             sock.sendto(b"reply", (target, 546, 0, index))
             time.sleep(0.2)
         sock.close()
