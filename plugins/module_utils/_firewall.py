@@ -4,7 +4,7 @@
 
 Detection order (the first that matches wins):
 1. firewalld running (``firewall-cmd --state``);
-2. ufw active (``ufw status``);
+2. ufw active (``ufw status``; its incoming default is reported too, from /etc/default/ufw);
 3. our own earlier work: the nftables table, or the iptables chain, we created;
 4. a native nftables ruleset (any table that is not one of iptables-nft's ip/ip6 compatibility tables);
 5. iptables rules (legacy first, then nft variant): any rule, or a built-in chain whose policy is not ACCEPT;
@@ -17,21 +17,11 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 import typing as t
 
 Runner = t.Callable[[list[str]], tuple[int, str, str]]
 Which = t.Callable[[str], t.Optional[str]]
 XT_TABLES = {"filter", "nat", "mangle", "raw", "security"}
-COUNTERS_RE = re.compile(r"\[\d+:\d+\]")
-
-
-def ssh_port_from_env(env: t.Mapping[str, str]) -> t.Optional[int]:
-    """Server port of the SSH connection this module runs under (SSH_CONNECTION's 4th field)."""
-    fields = env.get("SSH_CONNECTION", "").split()
-    if len(fields) == 4 and fields[3].isdigit():
-        return int(fields[3])
-    return None
 
 
 def iptables_has_rules(save_output: str, own_chain: t.Optional[str] = None) -> tuple[bool, bool]:
@@ -63,12 +53,25 @@ def native_nft_tables(nft_json: str) -> list[tuple[str, str]]:
     return tables
 
 
+def ufw_incoming_policy(path: str = "/etc/default/ufw") -> str:
+    """ufw's default for incoming traffic (DEFAULT_INPUT_POLICY: drop, reject or accept), as ufw reads it."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            text = handle.read()
+    except OSError:
+        return "drop"  # ufw's own default
+    found = re.findall(r'^DEFAULT_INPUT_POLICY="?([A-Za-z]+)"?\s*$', text, re.M)
+    policy = found[-1].lower() if found else "drop"
+    return policy if policy in ("drop", "reject", "accept") else "drop"
+
+
 def detect(
     run: Runner,
     which: Which,
     nft_table: tuple[str, str] = ("inet", "portail_https"),
     iptables_chain: str = "PORTAIL-HTTPS",
     fallback: str = "nftables",
+    ufw_defaults: str = "/etc/default/ufw",
 ) -> dict[str, t.Any]:
     facts: dict[str, t.Any] = {"evidence": []}
     ev: list[str] = facts["evidence"]
@@ -84,7 +87,9 @@ def detect(
             return decide("firewalld", "firewall-cmd --state: running")
     if which("ufw"):
         rc, out, _err = run([t.cast(str, which("ufw")), "status"])
-        if rc == 0 and re.search(r"^Status: active", out, re.M):
+        facts["ufw_active"] = rc == 0 and bool(re.search(r"^Status: active", out, re.M))
+        facts["ufw_incoming"] = ufw_incoming_policy(ufw_defaults)
+        if facts["ufw_active"]:
             return decide("ufw", "ufw status: active")
 
     native: list[tuple[str, str]] = []
@@ -125,32 +130,3 @@ def detect(
     if fallback == "nftables" and not nft:
         fallback = "iptables"
     return decide(fallback, "no firewall in use; fallback")
-
-
-def normalize_save(text: str) -> str:
-    """iptables-save output without the dated comments and with zeroed counters."""
-    lines = [COUNTERS_RE.sub("[0:0]", line) for line in text.splitlines() if not line.startswith("#")]
-    return "\n".join(lines).strip() + "\n"
-
-
-def persist_iptables(run: Runner, save_binary: str, path: str, check_mode: bool) -> dict[str, t.Any]:
-    """Write `save_binary`'s output to `path` (as iptables-persistent reads it) when it differs."""
-    rc, out, err = run([save_binary])
-    if rc != 0:
-        raise RuntimeError(f"{save_binary} failed: {err.strip()}")
-    wanted = normalize_save(out)
-    try:
-        with open(path, encoding="utf-8") as handle:
-            current: t.Optional[str] = handle.read()
-    except FileNotFoundError:
-        current = None
-    changed = current is None or normalize_save(current) != wanted
-    if changed and not check_mode:
-        directory = os.path.dirname(path) or "."
-        os.makedirs(directory, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".portail-")
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(wanted)
-        os.chmod(tmp, 0o640)
-        os.replace(tmp, path)
-    return {"changed": changed, "path": path, "diff": {"before": current or "", "after": wanted, "before_header": path}}

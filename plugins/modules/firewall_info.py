@@ -14,8 +14,10 @@ description:
     that portail.https created earlier; a native nftables ruleset (any table other than iptables-nft's
     compatibility tables); iptables rules (legacy, then nft variant). With none of these, returns
     O(fallback)."
-  - Also returns the server port of the SSH connection the module runs under (from C(SSH_CONNECTION)),
-    so callers can keep it open whatever else they are told.
+  - Also returns the server port of the SSH connection the module runs under, read from the sockets of
+    the sshd process that owns the connection (found through the parents of the module in C(/proc), so
+    it works under C(become), where sudo's C(env_reset) removes C(SSH_CONNECTION)) and from
+    C(SSH_CONNECTION) when present, so callers can keep it open whatever else they are told.
   - Reads only; changes nothing.
 author:
   - portail.https contributors (@portail)
@@ -85,12 +87,29 @@ ssh_port:
   returned: always
   type: int
   sample: 22
+ufw_active:
+  description: Whether ufw is active.
+  returned: when ufw is installed
+  type: bool
+  sample: false
+ufw_incoming:
+  description: ufw's default policy for incoming traffic (V(drop), V(reject) or V(accept)), from C(/etc/default/ufw).
+  returned: when ufw is installed
+  type: str
+  sample: drop
+ssh_ports:
+  description: Every server port found for this SSH session (usually one), empty when not under SSH.
+  returned: always
+  type: list
+  elements: int
+  sample: [2222]
 """
 
 import os
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.portail.https.plugins.module_utils._firewall import detect, ssh_port_from_env
+from ansible_collections.portail.https.plugins.module_utils._firewall import detect
+from ansible_collections.portail.https.plugins.module_utils._fwapply import ssh_port_from_env, ssh_session_ports
 
 
 def main() -> None:
@@ -114,7 +133,12 @@ def main() -> None:
         return module.get_bin_path(name, opt_dirs=["/usr/sbin", "/sbin"])
 
     facts = detect(run, which, (parts[0], parts[1]), p["iptables_chain"], p["fallback"])
-    module.exit_json(changed=False, ssh_port=ssh_port_from_env(os.environ), **facts)
+    ports = set(ssh_session_ports())
+    env_port = ssh_port_from_env(os.environ)
+    if env_port:
+        ports.add(env_port)
+    found = sorted(ports)
+    module.exit_json(changed=False, ssh_port=found[0] if found else None, ssh_ports=found, **facts)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,11 @@ description:
     (C(meta: reset_connection) first): if the change cut the controller off, the confirmation never
     arrives and the host restores the previous state by itself."
   - Snapshots and logs live in a directory under C(/run/portail-https/rollback/<id>).
+  - A confirmation and the restore never run at the same time (a lock in that directory) - a confirmation
+    that arrives while the restore runs waits for it and then fails, saying the change was undone.
+  - Only one job may be pending per host; arming a second one meanwhile fails.
+  - The role portail.https.firewall does not use O(state=armed) - M(portail.https.firewall_apply) arms and
+    applies in one step. O(state=armed) is for playbooks of your own that change a firewall otherwise.
 author:
   - portail.https contributors (@portail)
 attributes:
@@ -65,7 +70,8 @@ options:
     default: []
 notes:
   - The restore runs C(nft -f) or C(iptables-restore) on the snapshot; rules added by others during the
-    timeout window (for example a fail2ban ban) are lost by an iptables restore, not by an nftables one.
+    timeout window (for example a fail2ban ban) are lost by an iptables restore of the whole snapshot
+    (M(portail.https.firewall_apply) restores only what it owns), not by an nftables one.
 """
 
 EXAMPLES = r"""
@@ -107,7 +113,15 @@ status:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.portail.https.plugins.module_utils._fwrollback import RollbackError, arm, confirm, status
+from ansible_collections.portail.https.plugins.module_utils import _fwapply, _nft
+from ansible_collections.portail.https.plugins.module_utils._fwrollback import (
+    BASE_DIR,
+    Job,
+    RollbackError,
+    Step,
+    confirm,
+    status,
+)
 
 
 def main() -> None:
@@ -135,24 +149,23 @@ def main() -> None:
             module.exit_json(changed=False, status=status(p["id"]))
         if module.check_mode:
             module.exit_json(changed=True, status="pending" if p["state"] == "armed" else "confirmed")
-        if p["state"] == "armed":
-            nft = module.get_bin_path("nft", required=p["backend"] == "nftables") or "nft"
-            commands = []
-            if p["backend"] == "iptables":
-                commands = [module.get_bin_path(c, required=True) for c in p["iptables_commands"]]
-            job = arm(
-                run,
-                p["backend"],
-                p["timeout"],
-                nft=nft,
-                family=p["family"],
-                table=p["table"],
-                iptables_commands=commands,
-                files=p["files"],
-            )
-            module.exit_json(changed=True, status="pending", **job)
-        module.exit_json(**confirm(p["id"]))
-    except RollbackError as exc:
+        if p["state"] == "confirmed":
+            module.exit_json(**confirm(p["id"]))
+        job = Job(BASE_DIR, p["timeout"])
+        if p["backend"] == "nftables":
+            nft = _nft.Nft(module.get_bin_path("nft", required=True), run)
+            steps = _fwapply.nft_table_steps(nft, p["family"], p["table"])
+        else:
+            steps = []
+            for command in p["iptables_commands"]:
+                binary = module.get_bin_path(command, required=True, opt_dirs=["/usr/sbin", "/sbin"])
+                rc, out, err = run([f"{binary}-save"])
+                if rc != 0:
+                    raise RollbackError(f"{binary}-save failed: {err.strip()}")
+                steps.append(Step([f"{binary}-restore", "-w"], out))
+        job.prepare(steps, p["files"])
+        module.exit_json(changed=True, status="pending", **job.start())
+    except (RollbackError, _fwapply.ApplyError, _nft.NftError) as exc:
         module.fail_json(msg=str(exc))
 
 

@@ -11,7 +11,13 @@ Each host fleetN is:
 BIND (tests/rig) resolves fleetN.portail.test to 198.18.1.N, so Pebble in the root namespace reaches
 port 80/443 of each host across the bridge.
 
-Usage as a script: fleet.py up N [FIRST] | down | inventory PATH N [FIRST] | status
+Options (additions; the defaults are the behaviour above): `up(..., ssh_port=2222)` makes sshd listen on
+another port, `up(..., sudo_user="deploy")` adds a non-root login user (home under /var, in the host's
+overlay) allowed to run everything through sudo (Debian's default sudoers, env_reset kept, plus one
+NOPASSWD drop-in); `host_vars` then connects as that user with `become: true`. The options of a host are
+kept in `build/fleet/fleetN/options.json`.
+
+Usage as a script: fleet.py up N [FIRST] [--ssh-port=P] [--sudo-user=NAME] | down | inventory PATH N [FIRST] | status
 """
 
 from __future__ import annotations
@@ -101,12 +107,25 @@ def sshd_pid(host: Host) -> int | None:
     return pid
 
 
-def _sshd_config(host: Host) -> Path:
+def options(host: Host) -> dict[str, object]:
+    """The non-default options the host was made with ({} for a default host)."""
+    path = host.dir / "options.json"
+    if not path.exists():
+        return {}
+    data = json.loads(path.read_text())
+    return data if isinstance(data, dict) else {}
+
+
+def ssh_port(host: Host) -> int:
+    return int(options(host).get("ssh_port", 22))  # type: ignore[call-overload]
+
+
+def _sshd_config(host: Host, port: int = 22) -> Path:
     cfg = host.dir / "sshd_config"
     cfg.write_text(
         f"""ListenAddress {host.ipv4}
 ListenAddress [{host.ipv6}]
-Port 22
+Port {port}
 HostKey {STATE / "ssh_host_ed25519_key"}
 PermitRootLogin prohibit-password
 PubkeyAuthentication yes
@@ -125,10 +144,32 @@ LogLevel INFO
     return cfg
 
 
-def up_host(host: Host) -> Host:
+def _sudo_user_script(user: str) -> str:
+    """Shell lines (run inside the host's namespaces) adding a login user with sudo rights."""
+    if not user.isidentifier() or not user.islower():
+        raise ValueError(f"invalid user name {user!r}")
+    home = f"/var/lib/fleet-home/{user}"
+    return f"""mkdir -p /var/lib/fleet-home
+id -u {user} >/dev/null 2>&1 || useradd -m -d {home} -s /bin/sh -G sudo {user}
+usermod -p '*' {user}
+printf '%s\\n' '{user} ALL=(ALL:ALL) NOPASSWD: ALL' > /etc/sudoers.d/portail-fleet
+chmod 0440 /etc/sudoers.d/portail-fleet
+"""
+
+
+def up_host(host: Host, ssh_port: int = 22, sudo_user: str | None = None) -> Host:
     if sshd_pid(host):
         return host
     host.dir.mkdir(parents=True, exist_ok=True)
+    opts: dict[str, object] = {}
+    if ssh_port != 22:
+        opts["ssh_port"] = int(ssh_port)
+    if sudo_user:
+        opts["sudo_user"] = sudo_user
+    if opts:
+        (host.dir / "options.json").write_text(json.dumps(opts))
+    else:
+        (host.dir / "options.json").unlink(missing_ok=True)
     for d in ("etc", "var"):
         for part in ("upper", "work"):
             (host.dir / f"{d}-{part}").mkdir(exist_ok=True)
@@ -147,7 +188,7 @@ def up_host(host: Host) -> Host:
         sh([*n, "ip", "-6", "addr", "add", f"{host.ipv6}/64", "dev", "eth0", "nodad"])
         sh([*n, "ip", "link", "set", "eth0", "up"])
         sh([*n, "ip", "route", "add", "default", "via", BRIDGE_V4])
-    cfg = _sshd_config(host)
+    cfg = _sshd_config(host, ssh_port)
     d = host.dir
     script = f"""set -e
 mount --make-rprivate /
@@ -167,7 +208,7 @@ mkdir -p /run/sshd /run/lock /run/nginx /run/apache2
 hostname {host.name}
 echo {host.name} > /etc/hostname
 printf '127.0.0.1 localhost\\n{host.ipv4} {host.fqdn} {host.name}\\n::1 localhost\\n' > /etc/hosts
-/usr/sbin/sshd -f {cfg} -E {d}/sshd.log
+{_sudo_user_script(sudo_user) if sudo_user else ""}/usr/sbin/sshd -f {cfg} -E {d}/sshd.log
 sleep 0.2
 cat /run/sshd.pid > {d}/sshd.pid
 """
@@ -180,17 +221,17 @@ cat /run/sshd.pid > {d}/sshd.pid
     end = time.monotonic() + 30
     while time.monotonic() < end:
         try:
-            with socket.create_connection((host.ipv4, 22), timeout=0.5):
+            with socket.create_connection((host.ipv4, ssh_port), timeout=0.5):
                 return host
         except OSError:
             time.sleep(0.1)
     raise RuntimeError(f"sshd of {host.name} did not come up; see {d}/sshd.log")
 
 
-def up(indices: Iterable[int]) -> list[Host]:
+def up(indices: Iterable[int], ssh_port: int = 22, sudo_user: str | None = None) -> list[Host]:
     _keys()
     _bridge()
-    return [up_host(Host(i)) for i in indices]
+    return [up_host(Host(i), ssh_port=ssh_port, sudo_user=sudo_user) for i in indices]
 
 
 def down_host(host: Host) -> None:
@@ -235,10 +276,15 @@ def exec_in(host: Host, argv: list[str], check: bool = False) -> subprocess.Comp
 
 
 def host_vars(host: Host) -> dict[str, object]:
+    opts = options(host)
+    become: dict[str, object] = {}
+    if opts.get("sudo_user"):
+        become = {"ansible_become": True, "ansible_become_method": "sudo"}
     return {
+        **become,
         "ansible_host": host.ipv4,
-        "ansible_user": "root",
-        "ansible_port": 22,
+        "ansible_user": opts.get("sudo_user") or "root",
+        "ansible_port": ssh_port(host),
         "ansible_python_interpreter": PYTHON,
         "ansible_ssh_private_key_file": str(STATE / "id_ed25519"),
         "ansible_ssh_common_args": (
@@ -267,9 +313,12 @@ def write_inventory(path: Path, hosts: Iterable[Host], groups: dict[str, list[Ho
 def main() -> int:
     cmd = sys.argv[1] if len(sys.argv) > 1 else "status"
     if cmd == "up":
-        count = int(sys.argv[2])
-        first = int(sys.argv[3]) if len(sys.argv) > 3 else 1
-        for h in up(range(first, first + count)):
+        flags = dict(a[2:].split("=", 1) for a in sys.argv[2:] if a.startswith("--") and "=" in a)
+        args = [a for a in sys.argv[2:] if not a.startswith("--")]
+        count = int(args[0])
+        first = int(args[1]) if len(args) > 1 else 1
+        port = int(flags.get("ssh-port", 22))
+        for h in up(range(first, first + count), ssh_port=port, sudo_user=flags.get("sudo-user")):
             print(f"{h.name} {h.ipv4} {h.ipv6} up")
         return 0
     if cmd == "down":

@@ -94,7 +94,7 @@ def run_role(tmp: Path, host: fleet.Host, extra_vars: dict[str, Any] | None = No
 
 
 def assert_ok(res: PlaybookResult) -> None:
-    assert res.rc == 0 and res.failed() == 0, res.stdout[-4000:] + res.stderr[-2000:]
+    assert res.rc == 0 and res.failed() == 0, "\n".join(res.failures()) + "\n" + res.stderr[-2000:]
 
 
 @contextmanager
@@ -157,3 +157,119 @@ def task_result(res: PlaybookResult, name: str, host: str) -> dict[str, Any]:
     if found is None:
         raise KeyError(f"no task named {name!r} ran on {host}")
     return found
+
+
+SLOW_CALLBACK = '''
+from __future__ import annotations
+import os, time
+from ansible.plugins.callback import CallbackBase
+
+class CallbackModule(CallbackBase):
+    """A slow controller: every loop item result costs PORTAIL_SLOW seconds (as if each item took that long)."""
+    CALLBACK_VERSION = 2.0
+    CALLBACK_TYPE = "aggregate"
+    CALLBACK_NAME = "portail_slow"
+    CALLBACK_NEEDS_ENABLED = True
+
+    def _slow(self, *args, **kwargs):
+        time.sleep(float(os.environ.get("PORTAIL_SLOW", "1")))
+
+    v2_runner_item_on_ok = v2_runner_item_on_failed = v2_runner_item_on_skipped = _slow
+'''
+
+
+def slow_env(tmp: Path, seconds: float, forks: int) -> dict[str, str]:
+    """Environment for run_playbook: a controller that is slow on every loop item, and `forks` forks."""
+    plugins = tmp / "callback_plugins"
+    plugins.mkdir(exist_ok=True)
+    (plugins / "portail_slow.py").write_text(SLOW_CALLBACK)
+    return {
+        "ANSIBLE_CALLBACK_PLUGINS": str(plugins),
+        "ANSIBLE_CALLBACKS_ENABLED": "portail_slow",
+        "PORTAIL_SLOW": str(seconds),
+        "ANSIBLE_FORKS": str(forks),
+    }
+
+
+def fleet_inventory(tmp: Path, hosts: list[fleet.Host], name: str = "inventory-fleet.json", **extra: Any) -> Path:
+    inv = fleet.inventory(hosts)
+    for host in hosts:
+        inv["all"]["hosts"][host.name].update(extra)  # type: ignore[index]
+    path = tmp / name
+    path.write_text(json.dumps(inv))
+    return path
+
+
+def no_mux() -> str:
+    """ssh options for one fresh TCP connection per command (proves SSH is reachable now)."""
+    return (
+        "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR"
+        " -o ControlMaster=no -o ControlPath=none"
+    )
+
+
+def fresh_ping(tmp: Path, hosts: list[fleet.Host]) -> PlaybookResult:
+    """A new SSH connection to every host (no multiplexing), as its inventory user (with become if set)."""
+    play = "- hosts: all\n  gather_facts: false\n  tasks:\n    - ansible.builtin.ping:\n"
+    inv = fleet_inventory(tmp, hosts, "inventory-ping.json", ansible_ssh_common_args=no_mux(), ansible_timeout=10)
+    return run_playbook(play, tmp, inventory=inv, env={"ANSIBLE_FORKS": "10"})
+
+
+def link_local(host_side: bool, host: fleet.Host) -> str:
+    """The fe80:: address of the host's eth0 (host_side) or of the bridge in the root namespace."""
+    argv = ["ip", "-6", "-o", "addr", "show", "scope", "link"]
+    if host_side:
+        out = sh_in(host, *argv, "dev", "eth0")
+    else:
+        out = subprocess.run([*argv, "dev", fleet.BRIDGE], capture_output=True, text=True, check=True).stdout
+    return out.split("inet6 ", 1)[1].split("/", 1)[0]
+
+
+UDP_LISTENER = r"""
+import socket, sys
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("::", 546))
+s.settimeout(float(sys.argv[1]))
+print("ready", flush=True)
+try:
+    data, peer = s.recvfrom(512)
+    print("got", data.decode(), peer[0], peer[1], flush=True)
+except socket.timeout:
+    print("nothing", flush=True)
+"""
+
+
+def dhcpv6_reply_arrives(host: fleet.Host) -> str:
+    """Send what a DHCPv6 server's reply looks like (fe80:: udp 547 -> client's fe80:: udp 546) to the
+    host and return what its client port saw ("got ..." or "nothing")."""
+    wait_for(lambda: "tentative" not in sh_in(host, "ip", "-6", "addr", "show", "dev", "eth0"), 10, "DAD")
+    target = link_local(True, host)
+    source = link_local(False, host)
+    pid = fleet.sshd_pid(host)
+    proc = subprocess.Popen(
+        ["nsenter", "-t", str(pid), "-n", "-m", "-u", "--", fleet.PYTHON, "-c", UDP_LISTENER, "4"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        index = socket.if_nametoindex(fleet.BRIDGE)
+        sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((source, 547, 0, index))
+        for _attempt in range(3):
+            sock.sendto(b"reply", (target, 546, 0, index))
+            time.sleep(0.2)
+        sock.close()
+        return proc.stdout.readline().strip()
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def neighbour_discovery_works(host: fleet.Host) -> bool:
+    """Forget the neighbour entries on both sides, then reach the host over IPv6 (needs NS/NA both ways)."""
+    subprocess.run(["ip", "-6", "neigh", "flush", "dev", fleet.BRIDGE], check=False, capture_output=True)
+    fleet.exec_in(host, ["ip", "-6", "neigh", "flush", "dev", "eth0"])
+    return tcp_state(host.ipv6, fleet.ssh_port(host), timeout=5) == "open"

@@ -9,7 +9,16 @@ import pytest
 
 from tests.fleet import fleet
 
-from .firewall_support import assert_ok, listeners, run_role, sh_in, task_result, tcp_state
+from .firewall_support import (
+    assert_ok,
+    dhcpv6_reply_arrives,
+    listeners,
+    neighbour_discovery_works,
+    run_role,
+    sh_in,
+    task_result,
+    tcp_state,
+)
 
 INDEX = {"legacy": 3, "nft": 4}
 
@@ -56,12 +65,15 @@ def test_iptables_variant(variant_host, tmp_path: Path) -> None:
     info = task_result(res, "Find out which firewall the host runs and the port of this SSH connection", host.name)
     assert info["backend"] == "iptables" and info["iptables_variant"] == variant, info
 
+    # what keeps the host's addresses stays accepted (issue 13, defect 5)
+    assert dhcpv6_reply_arrives(host).startswith("got reply fe80:")
+    assert neighbour_discovery_works(host)
     after = save(host, variant)
     for line in before.splitlines():  # every foreign chain and rule is still there
         if line.startswith("-A") or line.startswith(":f2b") or line.startswith(":DOCKER"):
             assert line in after
     assert '-A INPUT -m comment --comment "portail.https" -j PORTAIL-HTTPS' in after
-    assert "--dport 22 -m comment" in after  # SSH kept although the inputs never named it
+    assert "-A PORTAIL-HTTPS -p tcp -m tcp --dport 22 -j ACCEPT" in after  # SSH kept, never named in the inputs
     assert ":INPUT DROP" in after
     assert save(host, other).count("-A ") == 0  # the other variant was not touched
 
@@ -78,5 +90,33 @@ def test_iptables_variant(variant_host, tmp_path: Path) -> None:
         assert tcp_state(host.ipv4, 22) == "open"
 
     res = run_role(tmp_path, host, {"firewall_default_deny": True})
+    assert_ok(res)
+    assert res.changed() == 0
+
+
+def test_iptables_exact_for_what_it_owns(variant_host, tmp_path: Path) -> None:
+    """Issue 13, defect 7: a port dropped from the inputs is closed again, and turning default deny off puts
+    the INPUT policy back; fail2ban's and Docker's chains and rules stay as they are."""
+    variant, host = variant_host
+    foreign = [
+        line for line in save(host, variant).splitlines() if line.startswith(("-A INPUT", "-A f2b", ":f2b", ":DOCKER"))
+    ]
+    ev = {"firewall_default_deny": True, "firewall_extra_ports": [{"port": 8080}]}
+    assert_ok(run_role(tmp_path, host, ev))
+    assert "--dport 8080 -j ACCEPT" in save(host, variant)
+    with listeners(host, [8080]):
+        assert tcp_state(host.ipv4, 8080) == "open"
+
+    res = run_role(tmp_path, host, {"firewall_default_deny": False}, diff=True)
+    assert_ok(res)
+    after = save(host, variant)
+    assert "--dport 8080" not in after
+    assert ":INPUT ACCEPT" in after
+    assert after.count("-j PORTAIL-HTTPS") == 2  # one jump per family, nothing duplicated
+    for line in foreign:
+        assert line in after, line
+    with listeners(host, [8081]):
+        assert tcp_state(host.ipv4, 8081) == "open"  # no default deny any more
+    res = run_role(tmp_path, host, {"firewall_default_deny": False})
     assert_ok(res)
     assert res.changed() == 0

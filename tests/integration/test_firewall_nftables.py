@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -9,10 +11,14 @@ import pytest
 from tests.fleet import fleet
 
 from .firewall_support import (
+    ROLE_PLAY,
     assert_ok,
+    dhcpv6_reply_arrives,
     echo,
     inventory,
     listeners,
+    neighbour_discovery_works,
+    no_mux,
     run_role,
     sh_in,
     ssh_session,
@@ -57,11 +63,14 @@ def test_nftables_opens_80_443_keeps_foreign_and_ssh(hosts, tmp_path: Path) -> N
     probe = task_result(res, "Probe the ports from the controller", host.name)
     assert probe["ports"]["80"]["state"] in ("open", "refused")
 
+    # what keeps the host's addresses stays accepted (issue 13, defect 5)
+    assert dhcpv6_reply_arrives(host).startswith("got reply fe80:")
+    assert neighbour_discovery_works(host)
     ruleset = sh_in(host, "nft", "list", "ruleset")
     assert "table inet portail_https" in ruleset
     assert "tcp dport { 22, 80, 443 } accept" in ruleset  # SSH kept although the inputs never named it
     assert sh_in(host, "nft", "list", "table", "inet", "f2b-table") == before_foreign
-    assert 'include "/etc/nftables.d/portail_https.nft"' in sh_in(host, "cat", "/etc/nftables.conf")
+    assert 'include "/etc/nftables.d/portail_https.nf[t]"' in sh_in(host, "cat", "/etc/nftables.conf")
     assert sh_in(host, "nft", "-c", "-f", "/etc/nftables.d/portail_https.nft") == ""
 
     with listeners(host, [80, 443, 8080]):
@@ -75,6 +84,12 @@ def test_nftables_opens_80_443_keeps_foreign_and_ssh(hosts, tmp_path: Path) -> N
     res = run_role(tmp_path, host, {"firewall_default_deny": True})
     assert_ok(res)
     assert res.changed() == 0
+
+    # a missing include target never breaks the boot configuration (issue 13, defect 4)
+    saved = sh_in(host, "cat", "/etc/nftables.d/portail_https.nft")
+    sh_in(host, "rm", "/etc/nftables.d/portail_https.nft")
+    assert fleet.exec_in(host, ["nft", "-c", "-f", "/etc/nftables.conf"]).returncode == 0
+    sh_in(host, "sh", "-c", f"cat > /etc/nftables.d/portail_https.nft <<'EOF'\n{saved}EOF")
 
     # check mode on the converged host reports nothing either
     res = run_role(tmp_path, host, {"firewall_default_deny": True}, check=True)
@@ -131,7 +146,8 @@ def test_rollback_restores_when_the_controller_is_cut_off(hosts, tmp_path: Path)
         play, tmp_path, inventory=inventory(tmp_path, host, ansible_ssh_common_args=_no_mux(), ansible_timeout=5)
     )
     assert res.rc != 0
-    assert res.stats[host.name]["unreachable"] >= 1  # the confirmation never got there
+    # the confirmation never got there (unreachable), or got there once the host had already undone the change
+    assert res.failed(host.name) >= 1, res.failures()
     wait_for(
         lambda: sh_in(host, "nft", "list", "table", "inet", "portail_https") == previous,
         60,
@@ -157,7 +173,89 @@ def test_bad_input_changes_nothing(hosts, tmp_path: Path) -> None:
 
 
 def _no_mux() -> str:
-    return (
-        "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR"
-        " -o ControlMaster=no -o ControlPath=none"
+    return no_mux()
+
+
+@pytest.fixture
+def pristine(fleet_factory):
+    host = fleet.Host(5)
+    fleet.down([host])
+    fleet_factory([host.index])
+    yield host
+    fleet.down([host])
+
+
+def _rolled_back(host: fleet.Host) -> bool:
+    out = sh_in(host, "sh", "-c", "ls /run/portail-https/rollback/*/rolled-back 2>/dev/null || true")
+    return "rolled-back" in out
+
+
+def test_rollback_restores_every_file_it_touched(pristine, tmp_path: Path) -> None:
+    """Issue 13, defect 4: the role's change is cut off before its confirmation; the host undoes it, and
+    /etc/nftables.conf (include line included), our table file and the ruleset are as they were."""
+    host = pristine
+    conf_before = sh_in(host, "cat", "/etc/nftables.conf")
+    inv = inventory(tmp_path, host, ansible_timeout=5)
+    ping = "- hosts: all\n  gather_facts: false\n  tasks:\n    - ansible.builtin.ping:\n"
+    assert_ok(run_playbook(ping, tmp_path, inventory=inv))  # the multiplexed connection now exists
+    # from now on new SSH connections are dropped by a table of the admin's (the change "cut us off")
+    sh_in(host, "nft", "add", "table", "inet", "cutoff")
+    sh_in(host, "nft", "add", "chain", "inet", "cutoff", "in", "{ type filter hook input priority -10; }")
+    # (SYN only: a rule on "ct state new" would also drop the first packet conntrack sees of the running one)
+    sh_in(host, "nft", "add", "rule", "inet", "cutoff", "in", "tcp dport 22 tcp flags & (syn | ack) == syn drop")
+    res = run_playbook(
+        ROLE_PLAY,
+        tmp_path,
+        inventory=inv,
+        extra_vars={"firewall_default_deny": True, "firewall_rollback_timeout": 8},
     )
+    assert res.rc != 0
+    wait_for(lambda: _rolled_back(host), 60, "the rollback job to restore")
+    sh_in(host, "nft", "delete", "table", "inet", "cutoff")
+    assert sh_in(host, "cat", "/etc/nftables.conf") == conf_before
+    assert fleet.exec_in(host, ["test", "-e", "/etc/nftables.d/portail_https.nft"]).returncode != 0
+    assert "portail_https" not in sh_in(host, "nft", "list", "tables")
+    assert fleet.exec_in(host, ["nft", "-c", "-f", "/etc/nftables.conf"]).returncode == 0
+    assert tcp_state(host.ipv4, 22) == "open"
+
+
+def test_confirm_waits_for_a_running_restore(pristine, tmp_path: Path) -> None:
+    """Issue 13, defect 6: a confirmation that lands while the restore runs must not kill it half-way and
+    report success. The restore is held half-way by a named pipe in place of a saved file."""
+    host = pristine
+    sh_in(host, "sh", "-c", "echo original > /etc/portail-test-file")
+    inv = inventory(tmp_path, host)
+    arm = """
+- hosts: all
+  gather_facts: false
+  tasks:
+    - name: Arm
+      portail.https.firewall_rollback:
+        state: armed
+        timeout: 5
+        files: [/etc/portail-test-file]
+"""
+    res = run_playbook(arm, tmp_path, inventory=inv)
+    assert_ok(res)
+    job = task_result(res, "Arm", host.name)["path"]
+    sh_in(host, "sh", "-c", f"rm {job}/file-0 && mkfifo {job}/file-0")
+    wait_for(lambda: fleet.exec_in(host, ["test", "-e", f"{job}/restore.log"]).returncode == 0, 30, "the restore")
+    confirm = f"""
+- hosts: all
+  gather_facts: false
+  tasks:
+    - name: Confirm
+      portail.https.firewall_rollback:
+        state: confirmed
+        id: "{job.rsplit("/", 1)[1]}"
+"""
+    outcome: dict[str, object] = {}
+    thread = threading.Thread(target=lambda: outcome.update(res=run_playbook(confirm, tmp_path, inventory=inv)))
+    thread.start()
+    time.sleep(3)  # the confirmation is now waiting (or, before the fix, has already "succeeded")
+    fleet.exec_in(host, ["timeout", "5", "sh", "-c", f"echo restored > {job}/file-0"])
+    thread.join(120)
+    result = task_result(outcome["res"], "Confirm", host.name)  # type: ignore[arg-type]
+    assert result.get("failed"), result
+    assert "restored the previous firewall state" in result["msg"]
+    assert sh_in(host, "cat", "/etc/portail-test-file") == "restored\n"

@@ -52,27 +52,37 @@ def test_ufw(ufw_host, tmp_path: Path) -> None:
     assert_ok(res)
     assert "Status: inactive" in sh_in(host, "ufw", "status")
 
-    ev = {"firewall_backend": "ufw", "firewall_default_deny": True, "firewall_http3": True}
+    # default deny on an inactive ufw: a change without a rollback, refused before anything changes
+    ev = {"firewall_backend": "ufw", "firewall_default_deny": True}
+    res = run_playbook(ROLE_PLAY, tmp_path, inventory=inv, extra_vars=ev)
+    assert res.rc != 0 and "cannot undo by itself" in res.stdout
+    assert "Status: inactive" in sh_in(host, "ufw", "status")
+
+    # issue 13, defect 3: without default deny, enabling ufw must not bring its own default DROP
+    ev = {"firewall_backend": "ufw", "firewall_http3": True}
     res = run_playbook(ROLE_PLAY, tmp_path, inventory=inv, extra_vars=ev)
     assert_ok(res)
     status = sh_in(host, "ufw", "status", "verbose")
-    assert "Status: active" in status and "deny (incoming)" in status
+    assert "Status: active" in status and "allow (incoming)" in status
     for rule in ("22/tcp", "80/tcp", "443/tcp", "443/udp", "80/tcp (v6)", "443/tcp (v6)"):
         assert rule in status
     with listeners(host, [80, 443, 8080]):
         for address in (host.ipv4, host.ipv6):
             assert tcp_state(address, 80) == "open"
-            assert tcp_state(address, 443) == "open"
-            assert tcp_state(address, 8080) == "filtered"
+            assert tcp_state(address, 8080) == "open"  # nothing closed that was open before
 
-    # now ufw is active: auto-detected, and nothing left to do
-    res = run_playbook(
-        ROLE_PLAY, tmp_path, inventory=inv, extra_vars={"firewall_default_deny": True, "firewall_http3": True}
-    )
+    # the admin turns ufw's default to deny; then default deny is accepted (allow rules only)
+    sh_in(host, "ufw", "default", "deny", "incoming")
+    ev = {"firewall_default_deny": True, "firewall_http3": True}
+    res = run_playbook(ROLE_PLAY, tmp_path, inventory=inv, extra_vars=ev)
     assert_ok(res)
     info = task_result(res, "Find out which firewall the host runs and the port of this SSH connection", host.name)
     assert info["backend"] == "ufw"
     assert res.changed() == 0
+    with listeners(host, [80, 443, 8080]):
+        for address in (host.ipv4, host.ipv6):
+            assert tcp_state(address, 443) == "open"
+            assert tcp_state(address, 8080) == "filtered"
 
 
 def test_firewalld(firewalld_host, tmp_path: Path) -> None:

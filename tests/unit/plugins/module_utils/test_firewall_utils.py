@@ -1,4 +1,4 @@
-"""Unit tests for the firewall module_utils: nft rendering/plan, detection, iptables save normalisation."""
+"""Unit tests for the firewall module_utils: nft rendering/plan, detection, port probes."""
 
 from __future__ import annotations
 
@@ -124,11 +124,6 @@ def test_bad_chains_rejected(bad: list[_nft.Chain]) -> None:
         _nft.manage_table(_nft.Nft("nft", FakeNft()), "inet", "t", bad, state_dir=None)
 
 
-def test_ssh_port_from_env() -> None:
-    assert _firewall.ssh_port_from_env({"SSH_CONNECTION": "198.18.1.254 50000 198.18.1.3 2222"}) == 2222
-    assert _firewall.ssh_port_from_env({}) is None
-
-
 def test_native_tables_skip_iptables_nft_compat() -> None:
     data = {"nftables": [{"table": {"family": "ip", "name": "filter"}}, {"table": {"family": "inet", "name": "f2b"}}]}
     assert _firewall.native_nft_tables(json.dumps(data)) == [("inet", "f2b")]
@@ -158,15 +153,6 @@ def test_detect_order() -> None:
     assert facts["backend"] == "iptables" and facts["iptables_variant"] == "legacy"
     outputs[("ufw", "status")] = (0, "Status: active\n", "")
     assert _firewall.detect(run, lambda name: name)["backend"] == "ufw"
-
-
-def test_persist_iptables_ignores_counters_and_dates(tmp_path: Path) -> None:
-    path = tmp_path / "rules.v4"
-    first = "# Generated on Mon\n*filter\n:INPUT ACCEPT [5:100]\nCOMMIT\n# Completed\n"
-    res = _firewall.persist_iptables(lambda argv: (0, first, ""), "iptables-save", str(path), False)
-    assert res["changed"] and path.read_text() == "*filter\n:INPUT ACCEPT [0:0]\nCOMMIT\n"
-    second = first.replace("[5:100]", "[9:900]").replace("Mon", "Tue")
-    assert not _firewall.persist_iptables(lambda argv: (0, second, ""), "iptables-save", str(path), False)["changed"]
 
 
 def test_probe_states() -> None:
