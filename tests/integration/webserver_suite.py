@@ -77,7 +77,7 @@ class Env:
             },
             {
                 "name": "second",
-                "server_names": [s.name_308, "alias-" + s.name_308],
+                "server_names": [s.name_308, "www." + s.name_308],
                 "root": str(self.base / "www-second"),
                 "redirect_code": 308,
                 "hsts_include_subdomains": True,
@@ -115,7 +115,7 @@ def ensure_certs(env: Env) -> None:
     s = env.server
     if "main" not in env.leaf_der:
         env.leaf_der["main"] = deploy_cert(env.ca, env.certs, "main", [s.name])
-        env.leaf_der["second"] = deploy_cert(env.ca, env.certs, "second", [s.name_308, "alias-" + s.name_308])
+        env.leaf_der["second"] = deploy_cert(env.ca, env.certs, "second", [s.name_308, "www." + s.name_308])
 
 
 def converge(env: Env, tmp: Path) -> None:
@@ -151,7 +151,7 @@ def test_bootstrap_from_empty_server_in_one_play(env: Env, tmp_path: Path) -> No
     (env.challenge / TOKEN).write_text("boot-proof\n")
     staging = tmp_path / "incoming"
     env.leaf_der["main"] = deploy_cert(env.ca, staging, "main", [s.name])
-    env.leaf_der["second"] = deploy_cert(env.ca, staging, "second", [s.name_308, "alias-" + s.name_308])
+    env.leaf_der["second"] = deploy_cert(env.ca, staging, "second", [s.name_308, "www." + s.name_308])
     pb = f"""
 - hosts: localhost
   gather_facts: false
