@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(pebble bind9 bind9-utils bind9-dnsutils nginx apache2 nftables iptables openssh-server
-              openssh-client ufw curl shellcheck openssl iproute2 rsync git make procps python3-venv firewalld dbus)
+              openssh-client ufw curl shellcheck openssl iproute2 rsync git make procps python3-venv firewalld dbus
+              libnginx-mod-stream)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
