@@ -9,7 +9,6 @@ from __future__ import annotations
 import typing as t
 
 from ansible.errors import AnsibleFilterError
-
 from ansible_collections.portail.https.plugins.plugin_utils._webserver import WebserverError, plan, tls_profile
 
 

@@ -178,9 +178,22 @@ def preload_apex(names: list[str]) -> t.Optional[str]:
     return None
 
 
+def registrable_domain(name: str) -> t.Optional[str]:
+    """The registrable domain of name by the Public Suffix List that community.dns maintains, when installed."""
+    try:
+        from ansible_collections.community.dns.plugins.plugin_utils.public_suffix import (
+            PUBLIC_SUFFIX_LIST,
+        )
+    except ImportError:
+        return None
+    return PUBLIC_SUFFIX_LIST.get_registrable_domain(name) or None
+
+
 def hsts(site: dict[str, t.Any], settings: dict[str, t.Any], what: str) -> str:
     max_age = _int(site.get("hsts_max_age", settings["hsts_max_age"]), what + ".hsts_max_age", 0, 10**9)
-    subdomains = _bool(site.get("hsts_include_subdomains", settings["hsts_include_subdomains"]), what + ".hsts_include_subdomains")
+    subdomains = _bool(
+        site.get("hsts_include_subdomains", settings["hsts_include_subdomains"]), what + ".hsts_include_subdomains"
+    )
     preload = _bool(site.get("hsts_preload", settings["hsts_preload"]), what + ".hsts_preload")
     value = f"max-age={max_age}"
     if subdomains:
@@ -191,10 +204,14 @@ def hsts(site: dict[str, t.Any], settings: dict[str, t.Any], what: str) -> str:
             problems.append(f"hsts_max_age must be at least {HSTS_PRELOAD_MIN_AGE} (one year), it is {max_age}")
         if not subdomains:
             problems.append("hsts_include_subdomains must be true")
-        if preload_apex(site["server_names"]) is None:
+        apex = preload_apex(site["server_names"])
+        registrable = registrable_domain(apex) if apex else None
+        if apex is None or (registrable is not None and registrable != apex):
             problems.append(
-                "the site must serve the domain it asks to preload, so that its port 80 redirects that name to"
-                " HTTPS on the same host first: list the apex (the name all the others end with) in server_names"
+                "the site must serve the registrable domain it asks to preload"
+                + (f" ({registrable})" if registrable else "")
+                + ", so that its port 80 redirects that name to HTTPS on the same host first: list the apex"
+                " (the name all the others end with) in server_names"
             )
         if problems:
             raise WebserverError(
@@ -332,7 +349,8 @@ def plan(sites: t.Any, role: str, settings: dict[str, t.Any]) -> dict[str, t.Any
         name = site.get("name")
         if not isinstance(name, str) or not RE_SITE_NAME.match(name):
             raise WebserverError(
-                f"{role}_sites[{i}]: name {name!r} is invalid: it needs 1-64 letters, digits, . _ - (first a letter or digit)"
+                f"{role}_sites[{i}]: name {name!r} is invalid: it needs 1-64 letters, digits, . _ -"
+                " (first a letter or digit)"
             )
         if name in seen:
             raise WebserverError(f"{role}_sites: the site name {name!r} is used twice")

@@ -6,8 +6,11 @@ says which server they run against. /etc/nginx is saved before and restored afte
 
 from __future__ import annotations
 
+import http.client
 import json
 import shutil
+import socket
+import ssl
 import time
 from pathlib import Path
 from typing import Any
@@ -18,17 +21,20 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from .harness import rig_facts, run_playbook
-from .webserver_support import HttpsLoop, listening, served_cert_der, tls_handshake, wait_listening
 from .webserver_suite import (
     Env,
     Server,
+    apply,
     converge,
     ensure_certs,
     env,
+    test_bad_security_headers_are_rejected,
     test_bootstrap_from_empty_server_in_one_play,
     test_challenge_file_on_port_80,
     test_check_mode_changes_nothing,
+    test_hardened_headers_on_every_response,
     test_hsts_on_443_everywhere,
+    test_hsts_preload_only_when_eligible,
     test_http2,
     test_injection_in_other_fields_is_rejected,
     test_injection_in_server_names_is_rejected,
@@ -37,19 +43,25 @@ from .webserver_suite import (
     test_second_run_changes_nothing,
     test_served_certificate_is_the_deployed_one,
     test_site_removal,
+    test_slow_clients_are_cut_off_while_others_are_served,
     test_stateless_http01_responder,
+    test_tls_profile_mozilla_intermediate,
     test_tls_versions,
 )
+from .webserver_support import HttpsLoop, listening, served_cert_der, tls_handshake, wait_listening
 
 # Re-exported so that pytest collects the shared tests and the env fixture in this module.
 __all__ = [
     "Server",
     "env",
     "server",
+    "test_bad_security_headers_are_rejected",
     "test_bootstrap_from_empty_server_in_one_play",
     "test_challenge_file_on_port_80",
     "test_check_mode_changes_nothing",
+    "test_hardened_headers_on_every_response",
     "test_hsts_on_443_everywhere",
+    "test_hsts_preload_only_when_eligible",
     "test_http2",
     "test_injection_in_other_fields_is_rejected",
     "test_injection_in_server_names_is_rejected",
@@ -58,7 +70,9 @@ __all__ = [
     "test_second_run_changes_nothing",
     "test_served_certificate_is_the_deployed_one",
     "test_site_removal",
+    "test_slow_clients_are_cut_off_while_others_are_served",
     "test_stateless_http01_responder",
+    "test_tls_profile_mozilla_intermediate",
     "test_tls_versions",
 ]
 
@@ -75,6 +89,8 @@ def server() -> Server:
         conf_root=Path("/etc/nginx"),
         stop=[["service", "nginx", "stop"], ["/usr/sbin/nginx", "-s", "stop"]],
         own_header="add_header X-Own yes always;",
+        error_500="return 500;",
+        server_header="nginx",
         bad_directive="bogus_directive on;",
         bad_message="unknown directive",
     )
@@ -173,3 +189,48 @@ def test_tls_alpn01_beside_running_nginx(env: Env, tmp_path: Path) -> None:
     # route off again: the sites take port 443 back and the stream file is gone
     converge(env, tmp_path)
     assert served_cert_der(s.address, s.name, env.ca.pem_path) == env.leaf_der["main"]
+
+
+# --- request-rate limits ----------------------------------------------------------------------------
+
+
+def burst(address: str, host: str, cafile: Path, count: int) -> list[int]:
+    """count requests on one keep-alive HTTPS connection, as fast as they go; their statuses.
+
+    On port 443: port 80 answers with a redirect (`return`), which nginx sends before any limit applies.
+    """
+    ctx = ssl.create_default_context(cafile=str(cafile))
+    conn = http.client.HTTPSConnection(host, 443, timeout=10, context=ctx)
+    conn.sock = ctx.wrap_socket(socket.create_connection((address, 443), timeout=10), server_hostname=host)
+    statuses = []
+    try:
+        for _ in range(count):
+            conn.request("GET", "/", headers={"Host": host})
+            resp = conn.getresponse()
+            resp.read()
+            statuses.append(resp.status)
+    finally:
+        conn.close()
+    return statuses
+
+
+def test_burst_above_the_rate_is_refused_with_the_configured_status(env: Env, tmp_path: Path) -> None:
+    s = env.server
+    ensure_certs(env)
+    sites = env.sites()
+    sites[1]["limits"] = {"status": 503}
+    res = apply(env, tmp_path, sites=sites, limits={"requests_per_second": 1, "burst": 3})
+    assert res.rc == 0, res.stdout[-3000:]
+    assert apply(env, tmp_path, sites=sites, limits={"requests_per_second": 1, "burst": 3}).changed() == 0
+    first = burst(s.address, s.name, env.ca.pem_path, 20)
+    # 1 request a second with 3 in reserve: the first few pass at once, most of the rest are refused
+    assert first[:4] == [200] * 4, first
+    assert set(first) == {200, 429} and first.count(429) >= 10, first
+    second = burst(s.address, s.name_308, env.ca.pem_path, 20)
+    assert set(second) == {200, 503} and second.count(503) >= 10, second
+    # limits off for a site: no refusal at all
+    sites[1]["limits"] = {"enabled": False}
+    res = apply(env, tmp_path, sites=sites, limits={"requests_per_second": 1, "burst": 3})
+    assert res.rc == 0, res.stdout[-3000:]
+    assert set(burst(s.address, s.name_308, env.ca.pem_path, 20)) == {200}
+    converge(env, tmp_path)
