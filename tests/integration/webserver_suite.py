@@ -136,6 +136,16 @@ def ensure_certs(env: Env) -> None:
         env.leaf_der["second"] = deploy_cert(env.ca, env.certs, "second", [s.name_308, "www." + s.name_308])
 
 
+def changed_tasks(res: PlaybookResult) -> list[str]:
+    """Names of the tasks that reported a change, for assertion messages."""
+    return [
+        task["task"]["name"]
+        for play in res.data.get("plays", [])
+        for task in play.get("tasks", [])
+        if any(h.get("changed") for h in task["hosts"].values())
+    ]
+
+
 def converge(env: Env, tmp: Path) -> None:
     ensure_certs(env)
     res = apply(env, tmp)
