@@ -117,7 +117,7 @@ def route_playbook() -> str:
   tasks:
     - name: Published responder address
       ansible.builtin.debug:
-        var: portail_tls_alpn_responder
+        var: nginx_tls_alpn_route_responder
 """
 
 
@@ -140,7 +140,7 @@ def test_tls_alpn01_beside_running_nginx(env: Env, tmp_path: Path) -> None:
     extra = env.role_vars(sites=sites, install_packages=False, **ROUTE)
     first = run_playbook(route_playbook(), tmp_path, extra_vars=extra)
     assert first.rc == 0, first.stdout[-3000:] + first.stderr[-2000:]
-    assert first.result("Published responder address")["portail_tls_alpn_responder"] == ROUTE["tls_alpn_responder"]
+    assert first.result("Published responder address")["nginx_tls_alpn_route_responder"] == ROUTE["tls_alpn_responder"]
     again = run_playbook(route_playbook(), tmp_path, extra_vars=extra)
     assert again.rc == 0 and again.changed() == 0, again.stdout[-3000:]
     assert wait_listening(s.address, 443)
