@@ -395,3 +395,36 @@ def tls_profile(text: t.Any) -> dict[str, t.Any]:
         "ciphers": TLS_CIPHERS,
         "groups": groups,
     }
+
+
+# One command per role run instead of two stat module runs per site plus a version command:
+# POSIX sh prints one 0/1 per path (certificate, key of each site, in order) on the first line, then the
+# version output of the server or of openssl. Paths travel as arguments, never inside the script.
+PROBE_SCRIPT = 'for f in "$@"; do if [ -e "$f" ]; then printf 1; else printf 0; fi; done; printf "\\n"; '
+
+
+def probe_argv(present: list[dict[str, t.Any]], version_command: str) -> list[str]:
+    """argv for ansible.builtin.command: the probe script, then every site's certificate and key path."""
+    paths = [p for site in present for p in (site["certificate"], site["certificate_key"])]
+    return ["/bin/sh", "-c", PROBE_SCRIPT + version_command, "portail-probe", *paths]
+
+
+_NGINX_VERSION = re.compile(r"nginx/([0-9]+)\.([0-9]+)\.([0-9]+)")
+
+
+def read_probe(stdout: t.Any, present: list[dict[str, t.Any]]) -> dict[str, t.Any]:
+    """Which sites have both certificate and key, the TLS profile and, for nginx, the HTTP/2 syntax."""
+    text = stdout if isinstance(stdout, str) else ""
+    first, _sep, rest = text.partition("\n")
+    if len(first) != 2 * len(present) or set(first) - {"0", "1"}:
+        raise WebserverError(f"the host's probe answered {first[:80]!r}, expected {2 * len(present)} digits 0 or 1")
+    tls_sites = [site["name"] for i, site in enumerate(present) if first[2 * i : 2 * i + 2] == "11"]
+    found = _NGINX_VERSION.search(rest)
+    nginx = tuple(int(x) for x in found.groups()) if found else None
+    return {
+        "tls_sites": tls_sites,
+        "tls": tls_profile(rest),
+        "nginx_version": ".".join(map(str, nginx)) if nginx else None,
+        # "listen ... http2" became "http2 on;" in nginx 1.25.1
+        "http2_directive": nginx is not None and nginx >= (1, 25, 1),
+    }

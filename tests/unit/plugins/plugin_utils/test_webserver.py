@@ -13,6 +13,8 @@ from ansible_collections.portail.https.plugins.plugin_utils._webserver import (
     openssl_version,
     plan,
     preload_apex,
+    probe_argv,
+    read_probe,
     tls_profile,
 )
 
@@ -267,3 +269,48 @@ def test_tls_profile_post_quantum_only_from_openssl_3_5() -> None:
     assert new["protocols"] == ["TLSv1.2", "TLSv1.3"]
     assert new["ciphers"] == TLS_CIPHERS
     assert all(c.startswith("ECDHE-") and ("GCM" in c or "CHACHA20" in c) for c in TLS_CIPHERS.split(":"))
+
+
+def test_probe_argv_passes_paths_as_arguments() -> None:
+    present = plan([SITE, dict(SITE, name="b", certificate="/c/x@y.pem")], "nginx", settings())["present"]
+    argv = probe_argv(present, "openssl version 2>&1 || true")
+    assert argv[:2] == ["/bin/sh", "-c"] and argv[3] == "portail-probe"
+    assert argv[2].endswith("openssl version 2>&1 || true") and "/etc/ssl" not in argv[2]
+    assert argv[4:] == [
+        "/etc/ssl/portail/main/fullchain.pem",
+        "/etc/ssl/portail/main/privkey.pem",
+        "/c/x@y.pem",
+        "/etc/ssl/portail/b/privkey.pem",
+    ]
+
+
+def test_probe_script_runs_in_sh(tmp_path: t.Any) -> None:
+    import subprocess
+
+    (tmp_path / "cert").write_text("x")
+    (tmp_path / "key").write_text("x")
+    present = [
+        {"name": "both", "certificate": str(tmp_path / "cert"), "certificate_key": str(tmp_path / "key")},
+        {"name": "nokey", "certificate": str(tmp_path / "cert"), "certificate_key": str(tmp_path / "none")},
+    ]
+    out = subprocess.run(probe_argv(present, "echo 'OpenSSL 3.5.2 x'"), capture_output=True, text=True, check=True)
+    facts = read_probe(out.stdout, present)
+    assert facts["tls_sites"] == ["both"] and facts["tls"]["post_quantum"] is True
+
+
+def test_read_probe() -> None:
+    present = [{"name": "a"}, {"name": "b"}, {"name": "c"}]
+    nginx = "nginx version: nginx/1.26.3\nbuilt with OpenSSL 3.5.0 8 Apr 2025\n"
+    facts = read_probe("111001\n" + nginx, present)
+    assert facts["tls_sites"] == ["a"]
+    assert facts["nginx_version"] == "1.26.3" and facts["http2_directive"] is True
+    assert facts["tls"]["groups"][0] == "X25519MLKEM768"
+    old = read_probe("\nnginx version: nginx/1.22.1\nbuilt with OpenSSL 3.0.22\n", [])
+    assert old["http2_directive"] is False and old["tls_sites"] == []
+    assert read_probe("", [])["tls"]["post_quantum"] is False
+
+
+@pytest.mark.parametrize("bad", ["1\n", "1111111\n", "11a100\n", "", "11 11 11\n"])
+def test_read_probe_refuses_unexpected_output(bad: str) -> None:
+    with pytest.raises(WebserverError, match="probe"):
+        read_probe(bad, [{"name": "a"}, {"name": "b"}, {"name": "c"}])
