@@ -205,7 +205,7 @@ def burst(address: str, host: str, cafile: Path, count: int) -> list[int]:
     conn.sock = ctx.wrap_socket(socket.create_connection((address, 443), timeout=10), server_hostname=host)
     statuses = []
     try:
-        for _ in range(count):
+        for _request in range(count):
             conn.request("GET", "/", headers={"Host": host})
             resp = conn.getresponse()
             resp.read()

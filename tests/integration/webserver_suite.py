@@ -514,11 +514,11 @@ def test_slow_clients_are_cut_off_while_others_are_served(env: Env, tmp_path: Pa
     assert wait_listening(s.address, 443)
     slow: list[socket.socket] = []
     try:
-        for _ in range(SLOW_CLIENTS):
+        for _client in range(SLOW_CLIENTS):
             sock = socket.create_connection((s.address, 80), timeout=5)
             sock.sendall(f"GET / HTTP/1.1\r\nHost: {s.name}\r\nX-Slow: ".encode())
             slow.append(sock)
-        for _ in range(5):
+        for _round in range(5):
             assert curl(f"https://{s.name}/", s.address, cafile=env.ca.pem_path).status == 200
             assert curl(f"http://{s.name}/x", s.address).status == 301
         closed = 0
