@@ -16,7 +16,8 @@ quiet() {
 
 APT_PACKAGES=(pebble bind9 bind9-utils bind9-dnsutils pdns-server pdns-backend-sqlite3 nginx apache2 nftables iptables openssh-server
               openssh-client ufw curl shellcheck openssl iproute2 rsync git make procps python3-venv firewalld dbus
-              tinyproxy chromium systemd sudo)
+              tinyproxy chromium systemd sudo
+              libnginx-mod-stream)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -76,9 +76,37 @@ def main():
         f.write(str(os.getpid()))
     os.replace(os.path.join(state, "ready.tmp"), os.path.join(state, "ready"))
 
+    def read_exactly(conn, n):
+        data = b""
+        while len(data) < n:
+            chunk = conn.recv(n - len(data))
+            if not chunk:
+                raise ConnectionError("closed inside a PROXY protocol header")
+            data += chunk
+        return data
+
+    def skip_proxy_header(conn):
+        # An ALPN router in front (nginx stream with proxy_protocol on) sends a PROXY protocol header
+        # before the ClientHello. A TLS record starts with 0x16, so the first byte tells them apart.
+        first = conn.recv(1, socket.MSG_PEEK)
+        if first == b"P":  # v1: "PROXY TCP4 src dst sport dport\r\n", at most 107 bytes
+            line = b""
+            while not line.endswith(b"\r\n"):
+                line += read_exactly(conn, 1)
+                if len(line) > 107:
+                    raise ValueError("PROXY v1 header too long")
+            if not line.startswith(b"PROXY "):
+                raise ValueError("not a PROXY v1 header")
+        elif first == b"\r":  # v2: 12-byte signature, version/command, family, 2-byte length
+            head = read_exactly(conn, 16)
+            if head[:12] != b"\r\n\r\n\x00\r\nQUIT\n" or head[12] >> 4 != 2:
+                raise ValueError("not a PROXY v2 header")
+            read_exactly(conn, int.from_bytes(head[14:16], "big"))
+
     def answer(conn):
         conn.settimeout(10)
         try:
+            skip_proxy_header(conn)
             tls = front.wrap_socket(conn, server_side=True)
             tls.close()
         except Exception:

@@ -24,6 +24,14 @@ CIPHERS = (
     "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
 )
 THUMBPRINT = "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
+OPENSSL_30 = "OpenSSL 3.0.19 27 Jan 2026 (Library: OpenSSL 3.0.19 27 Jan 2026)"
+OPENSSL_35 = "nginx version: nginx/1.28.0\nbuilt with OpenSSL 3.5.1 1 Jul 2025\nTLS SNI support enabled"
+HARDENED = [
+    ("X-Content-Type-Options", "nosniff"),
+    ("X-Frame-Options", "SAMEORIGIN"),
+    ("Content-Security-Policy", "frame-ancestors 'self'"),
+    ("Referrer-Policy", "strict-origin-when-cross-origin"),
+]
 
 RENDER = """
 - hosts: localhost
@@ -37,8 +45,11 @@ RENDER = """
         - "{{ role_dir }}/vars/main.yml"
         - "{{ role_dir }}/vars/{{ family }}.yml"
 
-    - name: Pretend the listed sites have their certificates
+    - name: Plan like the role does, with the given OpenSSL, and pretend the listed sites have certificates
       ansible.builtin.set_fact:
+        "{{ '__' ~ role ~ '_plan' }}": "{{ lookup('ansible.builtin.vars', role ~ '_sites')
+          | portail.https.webserver_plan(role, lookup('ansible.builtin.vars', '__' ~ role ~ '_settings')) }}"
+        "{{ '__' ~ role ~ '_tls' }}": "{{ openssl_text | portail.https.webserver_tls }}"
         "{{ '__' ~ role ~ '_tls_sites' }}": "{{ tls_sites }}"
         __nginx_http2_directive: "{{ new_http2 | default(false) }}"
 
@@ -51,7 +62,14 @@ RENDER = """
         src: "{{ role_dir }}/templates/site.conf.j2"
         dest: "{{ out }}/portail-{{ item.name }}.conf"
         mode: "0644"
-      loop: "{{ lookup('ansible.builtin.vars', '__' ~ role ~ '_present_sites') }}"
+      loop: "{{ lookup('ansible.builtin.vars', '__' ~ role ~ '_plan').present }}"
+
+    - name: Render the ALPN router
+      ansible.builtin.template:
+        src: "{{ role_dir }}/templates/stream.conf.j2"
+        dest: "{{ out }}/stream.conf"
+        mode: "0644"
+      when: role == 'nginx' and __nginx_plan.settings.tls_alpn_route
 
     - name: Render the Listen file
       ansible.builtin.template:
@@ -89,7 +107,7 @@ def sites(role: str, base: Path) -> list[dict[str, Any]]:
         },
         {
             "name": "proxy",
-            "server_names": ["web6.portail.test"],
+            "server_names": ["portail.test", "www.portail.test"],
             "upstream": "http://127.0.0.1:8080",
             "redirect_code": 308,
             "hsts_include_subdomains": True,
@@ -113,6 +131,7 @@ def render(role: str, family: str, tmp: Path, **extra: Any) -> tuple[dict[str, A
         "tls_sites": ["static", "proxy"],
         f"{role}_sites": sites(role, tmp),
         f"{role}_listen_addresses": ["127.0.20.9"],
+        "openssl_text": OPENSSL_30,
     }
     ev.update(extra)
     res = run_playbook(RENDER, tmp, extra_vars=ev)
@@ -133,7 +152,7 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     base = tmp_path_factory.mktemp("render-certs")
     ca = ThrowawayCA.create(base)
     deploy_cert(ca, base / "certs", "static", ["web5.portail.test"])
-    deploy_cert(ca, base / "certs", "proxy", ["web6.portail.test"])
+    deploy_cert(ca, base / "certs", "proxy", ["portail.test", "www.portail.test"])
     return base
 
 
@@ -165,16 +184,79 @@ def test_nginx_layout_and_profile(family: str, tmp_path: Path) -> None:
     assert "ssl_prefer_server_ciphers off;" in https
     # server level + location / + two extra locations: add_header is never inherited into a block with its own
     assert https.count('add_header Strict-Transport-Security "max-age=63072000" always;') == 4
+    for name, value in HARDENED:
+        assert https.count(f'add_header {name} "{value}" always;') == 4, name
+    assert "stapling" not in static
+    # DoS limits: zones in http context, applied on both servers, header/body timeouts
+    assert "limit_req_zone $binary_remote_addr zone=portail_req_static:10m rate=20r/s;" in static
+    assert "limit_conn_zone $binary_remote_addr zone=portail_conn_static:10m;" in static
+    for block in (http, https):
+        assert "server_tokens off;" in block
+        assert "limit_req zone=portail_req_static burst=40 nodelay;" in block
+        assert "limit_req_status 429;" in block
+        assert "limit_conn portail_conn_static 64;" in block
+        assert "client_header_timeout 10s;" in block and "client_body_timeout 20s;" in block
     assert "server_name web5.portail.test *.web5.portail.test;" in https
 
     proxy = files["portail-proxy.conf"]
     assert "return 308 https://$host$request_uri;" in proxy
+    assert "stream.conf" not in files
     assert "max-age=63072000; includeSubDomains; preload" in proxy
     assert "proxy_pass http://127.0.0.1:8080;" in proxy
 
     nocert = files["portail-nocert.conf"]
     assert len(blocks(nocert, "server {")) == 1
     assert ":443" not in nocert
+
+
+@pytest.mark.parametrize("role", ["nginx", "apache"])
+def test_post_quantum_group_first_only_with_openssl_35(role: str, tmp_path: Path) -> None:
+    files = render(role, "Debian", tmp_path, openssl_text=OPENSSL_35)[1]
+    static = files["portail-static.conf"]
+    groups = "X25519MLKEM768:X25519:prime256v1:secp384r1"
+    assert (f"ssl_ecdh_curve {groups};" if role == "nginx" else f"SSLOpenSSLConfCmd Groups {groups}") in static
+    assert "OpenSSL 3.5.1" in static  # the comment says why
+    assert "stapling" not in static.lower()
+
+
+def test_nginx_overrides_and_limits_off(tmp_path: Path) -> None:
+    s = sites("nginx", tmp_path)
+    s[0]["security_headers"] = {"X-Frame-Options": "DENY", "Referrer-Policy": None}
+    s[0]["limits"] = {"enabled": False}
+    s[0]["request_timeouts"] = {"header": 5}
+    files = render("nginx", "Debian", tmp_path, nginx_sites=s, nginx_limits={"requests_per_second": 3, "status": 503})[
+        1
+    ]
+    static = files["portail-static.conf"]
+    assert 'add_header X-Frame-Options "DENY" always;' in static
+    assert "Referrer-Policy" not in static
+    assert "limit_req" not in static and "limit_conn" not in static
+    assert "client_header_timeout 5s;" in static
+    proxy = files["portail-proxy.conf"]
+    assert "rate=3r/s;" in proxy and "limit_req_status 503;" in proxy and "limit_conn_status 503;" in proxy
+
+
+def test_nginx_alpn_route(tmp_path: Path) -> None:
+    route = {"address": "127.0.20.251", "port": 10443}
+    backend = {"address": "127.0.20.251", "port": 10444}
+    files = render(
+        "nginx",
+        "Debian",
+        tmp_path,
+        nginx_tls_alpn_route=True,
+        nginx_tls_alpn_responder=route,
+        nginx_tls_alpn_backend=backend,
+    )[1]
+    stream = files["stream.conf"]
+    assert stream.count("stream {") == 1
+    assert '"acme-tls/1" 127.0.20.251:10443;' in stream
+    assert "default 127.0.20.251:10444;" in stream
+    assert "listen 127.0.20.9:443;" in stream and "ssl_preread on;" in stream
+    assert "proxy_protocol on;" in stream and "proxy_bind 127.0.20.251;" in stream
+    https = blocks(files["portail-static.conf"], "server {")[1]
+    assert "listen 127.0.20.251:10444 ssl http2 proxy_protocol;" in https
+    assert ":443" not in https
+    assert "set_real_ip_from 127.0.20.251;" in https and "real_ip_header proxy_protocol;" in https
 
 
 def test_nginx_new_http2_syntax_and_stateless(tmp_path: Path) -> None:
@@ -186,19 +268,27 @@ def test_nginx_new_http2_syntax_and_stateless(tmp_path: Path) -> None:
     assert f'return 200 "$1.{THUMBPRINT}";' in static
 
 
-@pytest.mark.parametrize("family", ["Debian", "RedHat"])
-def test_nginx_rendered_tree_passes_nginx_t(family: str, tmp_path: Path, certs: Path) -> None:
+STREAM_MODULE = Path("/usr/lib/nginx/modules/ngx_stream_module.so")
+
+
+@pytest.mark.parametrize(("family", "route"), [("Debian", False), ("RedHat", False), ("Debian", True)])
+def test_nginx_rendered_tree_passes_nginx_t(family: str, route: bool, tmp_path: Path, certs: Path) -> None:
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     if not Path(nginx).exists():
         pytest.skip("no nginx binary")
-    render("nginx", family, tmp_path, tls_sites=["static", "proxy"], nginx_acme_thumbprint=THUMBPRINT)
+    if route and not STREAM_MODULE.exists():
+        pytest.skip("no nginx stream module (libnginx-mod-stream)")
+    extra: dict[str, Any] = {"nginx_tls_alpn_route": True} if route else {}
+    render("nginx", family, tmp_path, tls_sites=["static", "proxy"], nginx_acme_thumbprint=THUMBPRINT, **extra)
     # certificates are where the sites say (tmp_path/certs): copy the module's test certificates there
     shutil.copytree(certs / "certs", tmp_path / "certs")
+    out = tmp_path / f"nginx-{family}"
     main = tmp_path / "nginx-test.conf"
     main.write_text(
-        f"pid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/error.log;\nevents {{}}\n"
+        (f"load_module {STREAM_MODULE};\ninclude {out}/stream.conf;\n" if route else "")
+        + f"pid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/error.log;\nevents {{}}\n"
         "http {\n  access_log off;\n  include /etc/nginx/mime.types;\n"
-        f"  include {tmp_path}/nginx-{family}/*.conf;\n}}\n"
+        f"  include {out}/portail-*.conf;\n}}\n"
     )
     proc = subprocess.run([nginx, "-t", "-c", str(main)], capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr
@@ -238,7 +328,13 @@ def test_apache_layout_and_profile(family: str, tmp_path: Path) -> None:
     assert https.startswith("<VirtualHost 127.0.20.9:443>")
     assert "SSLProtocol -all +TLSv1.2 +TLSv1.3" in https
     assert f"SSLCipherSuite {CIPHERS}" in https
-    assert "SSLOpenSSLConfCmd Curves X25519:prime256v1:secp384r1" in https
+    assert "SSLOpenSSLConfCmd Groups X25519:prime256v1:secp384r1" in https
+    assert "stapling" not in static.lower()
+    for name, value in HARDENED:
+        assert f'Header always set {name} "{value}"' in https
+    assert static.startswith("#") and "\nServerTokens Prod\nServerSignature Off\n" in static
+    for block in (http, https):
+        assert "RequestReadTimeout header=10-20,MinRate=500 body=20,MinRate=500" in block
     assert "SSLSessionTickets off" in https
     assert "SSLHonorCipherOrder off" in https
     assert "Protocols h2 http/1.1" in https
@@ -273,6 +369,7 @@ def test_apache_rendered_tree_passes_configtest(family: str, tmp_path: Path, cer
         ("alias", "mod_alias.so"),
         ("mime", "mod_mime.so"),
         ("headers", "mod_headers.so"),
+        ("reqtimeout", "mod_reqtimeout.so"),
         ("rewrite", "mod_rewrite.so"),
         ("socache_shmcb", "mod_socache_shmcb.so"),
         ("ssl", "mod_ssl.so"),

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +45,8 @@ class Server:
     conf_root: Path
     stop: list[list[str]]
     own_header: str  # a directive adding a header inside a location
+    error_500: str  # a location directive that answers 500
+    server_header: str  # the Server header with ServerTokens Prod / server_tokens off
     bad_directive: str
     bad_message: str
 
@@ -73,15 +77,18 @@ class Env:
                 "name": "main",
                 "server_names": [s.name],
                 "root": str(self.base / "www-main"),
-                "locations": [{"path": "/own", "directives": [s.own_header]}],
+                "locations": [
+                    {"path": "/own", "directives": [s.own_header]},
+                    {"path": "/boom", "directives": [s.error_500]},
+                ],
             },
             {
                 "name": "second",
-                "server_names": [s.name_308, "alias-" + s.name_308],
+                "server_names": [s.name_308, "www." + s.name_308],
                 "root": str(self.base / "www-second"),
                 "redirect_code": 308,
                 "hsts_include_subdomains": True,
-                "hsts_preload": True,
+                "security_headers": {"X-Frame-Options": "DENY", "Referrer-Policy": None, "X-Site": "second"},
             },
         ]
 
@@ -96,6 +103,17 @@ class Env:
         }
         v.update({p + k: val for k, val in extra.items()})
         return v
+
+
+def run_input(cmd: list[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cmd, input="", capture_output=True, text=True, timeout=20, check=False)
+
+
+def openssl_has_mlkem() -> bool:
+    """Whether this machine's OpenSSL (the one the servers load) is 3.5 or newer, asked independently."""
+    out = subprocess.run(["openssl", "version"], capture_output=True, text=True, check=True).stdout
+    major, minor = (int(x) for x in out.split()[1].split(".")[:2])
+    return (major, minor) >= (3, 5)
 
 
 def playbook(role: str) -> str:
@@ -115,7 +133,17 @@ def ensure_certs(env: Env) -> None:
     s = env.server
     if "main" not in env.leaf_der:
         env.leaf_der["main"] = deploy_cert(env.ca, env.certs, "main", [s.name])
-        env.leaf_der["second"] = deploy_cert(env.ca, env.certs, "second", [s.name_308, "alias-" + s.name_308])
+        env.leaf_der["second"] = deploy_cert(env.ca, env.certs, "second", [s.name_308, "www." + s.name_308])
+
+
+def changed_tasks(res: PlaybookResult) -> list[str]:
+    """Names of the tasks that reported a change, for assertion messages."""
+    return [
+        task["task"]["name"]
+        for play in res.data.get("plays", [])
+        for task in play.get("tasks", [])
+        if any(h.get("changed") for h in task["hosts"].values())
+    ]
 
 
 def converge(env: Env, tmp: Path) -> None:
@@ -151,7 +179,7 @@ def test_bootstrap_from_empty_server_in_one_play(env: Env, tmp_path: Path) -> No
     (env.challenge / TOKEN).write_text("boot-proof\n")
     staging = tmp_path / "incoming"
     env.leaf_der["main"] = deploy_cert(env.ca, staging, "main", [s.name])
-    env.leaf_der["second"] = deploy_cert(env.ca, staging, "second", [s.name_308, "alias-" + s.name_308])
+    env.leaf_der["second"] = deploy_cert(env.ca, staging, "second", [s.name_308, "www." + s.name_308])
     pb = f"""
 - hosts: localhost
   gather_facts: false
@@ -253,7 +281,7 @@ def test_hsts_on_443_everywhere(env: Env, tmp_path: Path) -> None:
     assert own.headers["strict-transport-security"] == "max-age=63072000"
     second = curl(f"https://{s.name_308}/", s.address, cafile=env.ca.pem_path)
     assert second.body == "www-second\n"
-    assert second.headers["strict-transport-security"] == "max-age=63072000; includeSubDomains; preload"
+    assert second.headers["strict-transport-security"] == "max-age=63072000; includeSubDomains"
 
 
 def test_http2(env: Env, tmp_path: Path) -> None:
@@ -387,3 +415,154 @@ def test_site_removal(env: Env, tmp_path: Path) -> None:
     assert not any("second" in p for p in tree_digest(env.server.conf_root))
     converge(env, tmp_path)
     assert curl(f"http://{env.server.name_308}/x", env.server.address).status == 308
+
+
+HARDENED = {
+    "x-content-type-options": "nosniff",
+    "x-frame-options": "SAMEORIGIN",
+    "content-security-policy": "frame-ancestors 'self'",
+    "referrer-policy": "strict-origin-when-cross-origin",
+}
+
+
+def test_hardened_headers_on_every_response(env: Env, tmp_path: Path) -> None:
+    """Each kind of port 443 response carries HSTS and the hardened headers, the server hides its version."""
+    converge(env, tmp_path)
+    s = env.server
+    ca = env.ca.pem_path
+    cases = {
+        "/": 200,  # the site's own location (document root)
+        "/no/such/page": 404,  # error page
+        "/own": None,  # a location that adds its own header
+        "/boom": 500,  # error page from a location
+    }
+    for uri, status in cases.items():
+        r = curl(f"https://{s.name}{uri}", s.address, cafile=ca)
+        if status is not None:
+            assert r.status == status, (uri, r)
+        for name, value in HARDENED.items():
+            assert r.headers.get(name) == value, (uri, name, r.headers)
+        assert r.headers["strict-transport-security"] == "max-age=63072000", uri
+        assert r.headers["server"] == s.server_header, (uri, r.headers)
+        assert not any(ch.isdigit() for ch in r.headers["server"])
+        if status and status >= 400:
+            assert "/" + s.role not in r.body.lower() and "debian" not in r.body.lower(), r.body
+    own = curl(f"https://{s.name}/own", s.address, cafile=ca)
+    assert own.headers["x-own"] == "yes"
+    # a site's own values win, null removes a header, new ones are added
+    second = curl(f"https://{s.name_308}/nothing-here", s.address, cafile=ca)
+    assert second.status == 404
+    assert second.headers["x-frame-options"] == "DENY"
+    assert "referrer-policy" not in second.headers
+    assert second.headers["x-site"] == "second"
+    assert second.headers["content-security-policy"] == "frame-ancestors 'self'"
+
+
+BAD_HEADERS = [
+    {"X-Evil": 'a" always; return 200 "x'},
+    {"X-Evil": "$host"},
+    {"X-Evil": "%{HTTP_COOKIE}e"},
+    {"X-Evil": "a\nb"},
+    {"X Evil": "a"},
+    {"Strict-Transport-Security": "max-age=1"},
+]
+
+
+@pytest.mark.parametrize("bad", BAD_HEADERS, ids=range(len(BAD_HEADERS)))
+def test_bad_security_headers_are_rejected(env: Env, tmp_path: Path, bad: dict[str, str]) -> None:
+    before = tree_digest(env.server.conf_root)
+    sites = env.sites()
+    sites[0]["security_headers"] = bad
+    res = apply(env, tmp_path, sites=sites)
+    assert res.rc != 0
+    assert "security_headers" in res.stdout and "Nothing was changed" in res.stdout
+    assert res.changed() == 0
+    assert tree_digest(env.server.conf_root) == before
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"hsts_max_age": 86400}, "at least 31536000"),
+        ({"hsts_include_subdomains": False}, "hsts_include_subdomains must be true"),
+        ({"server_names": ["www.preload.portail.test", "shop.preload.portail.test"]}, "list the apex"),
+        ({"server_names": ["www.portail.test"]}, "(portail.test)"),
+    ],
+)
+def test_hsts_preload_only_when_eligible(env: Env, tmp_path: Path, change: dict[str, Any], message: str) -> None:
+    before = tree_digest(env.server.conf_root)
+    sites = env.sites()
+    sites[1].update({"hsts_preload": True, **change})
+    res = apply(env, tmp_path, sites=sites)
+    assert res.rc != 0
+    assert "not eligible" in res.stdout and message in res.stdout, res.stdout[-2000:]
+    assert res.changed() == 0
+    assert tree_digest(env.server.conf_root) == before
+
+
+SLOW_CLIENTS = 40
+
+
+def test_slow_clients_are_cut_off_while_others_are_served(env: Env, tmp_path: Path) -> None:
+    """Many connections that never finish their request header: a normal client keeps getting answers,
+    and the server closes the slow ones once the header timeout has passed (without it nginx waits 60 s
+    and Apache without mod_reqtimeout forever)."""
+    ensure_certs(env)
+    res = apply(env, tmp_path, request_timeouts={"header": 2, "body": 2})
+    assert res.rc == 0, res.stdout[-3000:]
+    s = env.server
+    assert wait_listening(s.address, 443)
+    slow: list[socket.socket] = []
+    try:
+        for _client in range(SLOW_CLIENTS):
+            sock = socket.create_connection((s.address, 80), timeout=5)
+            sock.sendall(f"GET / HTTP/1.1\r\nHost: {s.name}\r\nX-Slow: ".encode())
+            slow.append(sock)
+        for _round in range(5):
+            assert curl(f"https://{s.name}/", s.address, cafile=env.ca.pem_path).status == 200
+            assert curl(f"http://{s.name}/x", s.address).status == 301
+        closed = 0
+        for sock in slow:
+            sock.settimeout(45)  # well above the 2 s (Apache: at most 4 s) the server grants
+            try:
+                while sock.recv(4096):
+                    pass  # Apache answers 408 before closing
+                closed += 1
+            except (TimeoutError, socket.timeout):
+                pass
+            except ConnectionResetError:
+                closed += 1
+        assert closed == SLOW_CLIENTS
+    finally:
+        for sock in slow:
+            sock.close()
+    converge(env, tmp_path)
+
+
+def test_tls_profile_mozilla_intermediate(env: Env, tmp_path: Path) -> None:
+    """Mozilla 6.0 intermediate as the server negotiates it: ECDHE + AEAD on TLS 1.2, the listed groups
+    only, the post-quantum group first only where this machine's OpenSSL has it, no OCSP stapling."""
+    converge(env, tmp_path)
+    s = env.server
+
+    def s_client(*opts: str) -> tuple[bool, str]:
+        cmd = ["openssl", "s_client", "-connect", f"{s.address}:443", "-servername", s.name, *opts]
+        proc = run_input(cmd)
+        out = proc.stdout + proc.stderr
+        return proc.returncode == 0 and "Cipher is (NONE)" not in out and "New, " in out, out
+
+    for cipher, expected in (
+        ("ECDHE-ECDSA-AES128-GCM-SHA256", True),
+        ("ECDHE-ECDSA-CHACHA20-POLY1305", True),
+        ("ECDHE-ECDSA-AES128-SHA256", False),  # CBC: not in the profile
+        ("ECDHE-ECDSA-AES256-SHA", False),
+    ):
+        ok, out = s_client("-tls1_2", "-cipher", cipher)
+        assert ok == expected, (cipher, out[-800:])
+    for group, expected in (("X25519", True), ("P-256", True), ("P-384", True), ("P-521", False), ("ffdhe2048", False)):
+        ok, out = s_client("-tls1_3", "-groups", group)
+        assert ok == expected, (group, out[-800:])
+    ok, out = s_client("-tls1_3", "-status")
+    assert ok and "OCSP response: no response sent" in out
+    conf = "\n".join(p.read_text() for p in env.server.conf_root.rglob("portail-*.conf") if p.is_file())
+    assert ("X25519MLKEM768" in conf) == openssl_has_mlkem(), conf[-1500:]

@@ -13,6 +13,7 @@ import socket
 import ssl
 import subprocess
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -194,3 +195,51 @@ class ConfigSnapshot:
 
 def run(cmd: list[str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=60)
+
+
+class HttpsLoop:
+    """Fetch https://<name>/ again and again from a given source address until stopped; count the outcomes.
+
+    Each fetch is a new TCP + TLS connection (what a visitor's browser does), verified against cafile.
+    """
+
+    def __init__(self, address: str, name: str, cafile: Path, source: str) -> None:
+        self.address, self.name, self.source = address, name, source
+        self.ctx = ssl.create_default_context(cafile=str(cafile))
+        self.ok = 0
+        self.pause = 0.1  # 10 requests a second: under the default rate limit of the roles
+        self.errors: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def fetch(self) -> str:
+        with (
+            socket.create_connection((self.address, 443), timeout=10, source_address=(self.source, 0)) as sock,
+            self.ctx.wrap_socket(sock, server_hostname=self.name) as tls,
+        ):
+            tls.sendall(f"GET / HTTP/1.1\r\nHost: {self.name}\r\nConnection: close\r\n\r\n".encode())
+            data = b""
+            while chunk := tls.recv(65536):
+                data += chunk
+        return data.split(b"\r\n", 1)[0].decode("ascii", "replace")
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                status = self.fetch()
+            except (OSError, ssl.SSLError) as exc:
+                self.errors.append(repr(exc))
+            else:
+                if status.split()[1:2] == ["200"]:
+                    self.ok += 1
+                else:
+                    self.errors.append(status)
+            time.sleep(self.pause)
+
+    def __enter__(self) -> HttpsLoop:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)

@@ -1,0 +1,67 @@
+# Copyright: (c) 2026, portail.https contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Filters portail.https.webserver_plan and portail.https.webserver_tls, the shared core of the nginx
+and Apache roles. The logic lives in plugin_utils/_webserver.py; documentation in the .yml files here.
+"""
+
+from __future__ import annotations
+
+import typing as t
+
+from ansible.errors import AnsibleFilterError
+from ansible_collections.portail.https.plugins.plugin_utils._webserver import (
+    WebserverError,
+    plan,
+    probe_argv,
+    read_probe,
+    tls_profile,
+)
+
+
+def _plain(value: t.Any) -> t.Any:
+    """Templated values arrive as Ansible's own str/dict/list subclasses; the core wants plain ones."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, str):
+        return str(value)
+    return value
+
+
+def webserver_plan(sites: t.Any, role: str, settings: t.Any) -> dict[str, t.Any]:
+    if not isinstance(settings, dict):
+        raise AnsibleFilterError("webserver_plan: settings must be a dict")
+    try:
+        return plan(_plain(sites), str(role), _plain(settings))
+    except WebserverError as exc:
+        raise AnsibleFilterError(f"{exc}. Nothing was changed.") from None
+
+
+def webserver_tls(text: t.Any) -> dict[str, t.Any]:
+    return tls_profile(str(text) if text is not None else None)
+
+
+def webserver_probe_argv(plan_: t.Any, version_command: str) -> list[str]:
+    if not isinstance(plan_, dict) or "present" not in plan_:
+        raise AnsibleFilterError("webserver_probe_argv: expects the result of webserver_plan")
+    return probe_argv(_plain(plan_["present"]), str(version_command))
+
+
+def webserver_probe(stdout: t.Any, plan_: t.Any) -> dict[str, t.Any]:
+    if not isinstance(plan_, dict) or "present" not in plan_:
+        raise AnsibleFilterError("webserver_probe: expects the result of webserver_plan")
+    try:
+        return read_probe(str(stdout) if stdout is not None else "", _plain(plan_["present"]))
+    except WebserverError as exc:
+        raise AnsibleFilterError(str(exc)) from None
+
+
+class FilterModule:
+    def filters(self) -> dict[str, t.Callable[..., t.Any]]:
+        return {
+            "webserver_plan": webserver_plan,
+            "webserver_tls": webserver_tls,
+            "webserver_probe_argv": webserver_probe_argv,
+            "webserver_probe": webserver_probe,
+        }
