@@ -530,25 +530,7 @@ class CertificateRun:
             meta: dict[str, t.Any] = {"directory": client.directory_url, "ari": bool(client.directory.renewal_info)}
             if out.dns_leftovers:
                 meta["dns_leftovers"] = out.dns_leftovers
-            deployed = self._step(
-                "deploy",
-                spec,
-                dict(
-                    self._paths(spec),
-                    prepared={k: v for k, v in prep.items() if k != "csr"},
-                    cert_pem=chain.cert_pem.decode("ascii"),
-                    chain_pem=chain.chain_pem.decode("ascii"),
-                    owner=spec.owner,
-                    group=spec.group,
-                    mode=spec.mode,
-                    key_mode=spec.key_mode,
-                    backup=spec.backup,
-                    meta=meta,
-                    # the http-01 token files go in the same round trip
-                    files=http01.get("files", []),
-                    created_dirs=http01.get("created_dirs", []),
-                ),
-            )
+            deployed = self._deploy(spec, chain, meta, http01.get("files", []), http01.get("created_dirs", []))
             if http01:
                 http01["removed_by_deploy"] = True
             if deployed.get("http01_problem"):
@@ -568,6 +550,28 @@ class CertificateRun:
             if not ok and prep is not None:
                 self._discard(spec, prep, out)
             out.changed = ok or host_changed
+
+    def _deploy(
+        self, spec: CertSpec, chain: t.Any, meta: dict[str, t.Any], files: list[str], dirs: list[str]
+    ) -> dict[str, t.Any]:
+        """The host's switch to the new certificate (under this run's lock); the http-01 files go with it."""
+        return self._step(
+            "deploy",
+            spec,
+            dict(
+                self._paths(spec),
+                cert_pem=chain.cert_pem.decode("ascii"),
+                chain_pem=chain.chain_pem.decode("ascii"),
+                owner=spec.owner,
+                group=spec.group,
+                mode=spec.mode,
+                key_mode=spec.key_mode,
+                backup=spec.backup,
+                meta=meta,
+                files=files,
+                created_dirs=dirs,
+            ),
+        )
 
     def _certificate(self, spec: CertSpec, order: t.Any, csr: bytes, deadline: Deadline) -> t.Any:
         try:
@@ -627,24 +631,7 @@ class CertificateRun:
             chain = self._certificate(spec, order, csr_der(str(entry["csr"]), spec.names), deadline)
             client = self.client
             meta = {"directory": client.directory_url, "ari": bool(client.directory.renewal_info)}
-            deployed = self._step(
-                "deploy",
-                spec,
-                dict(
-                    self._paths(spec),
-                    prepared=prep,
-                    cert_pem=chain.cert_pem.decode("ascii"),
-                    chain_pem=chain.chain_pem.decode("ascii"),
-                    owner=spec.owner,
-                    group=spec.group,
-                    mode=spec.mode,
-                    key_mode=spec.key_mode,
-                    backup=spec.backup,
-                    meta=meta,
-                    files=[],
-                    created_dirs=[],
-                ),
-            )
+            deployed = self._deploy(spec, chain, meta, [], [])
             out.cert = deployed.get("cert")
             new = _renewal.local_renew_at(out.cert, spec.renew_remaining_fraction) if out.cert else None
             out.renew_at, out.replaces = _iso(new), entry.get("replaces")

@@ -217,6 +217,38 @@ class DnsProvider(abc.ABC):
     def remove_txt_records(self, records: t.Iterable[RecordSpec]) -> list[TxtRecord]:
         """Remove exactly these values; removing a value that is not there is not an error."""
 
+    # --- providers that write zone by zone (one change per zone) -----------------------------------
+
+    def _zone_change(self, zone: str, adds: t.Sequence[TxtRecord], deletes: t.Sequence[TxtRecord]) -> None:
+        """One atomic change of one zone; providers that write zone by zone implement it."""
+        raise NotImplementedError
+
+    def _add_by_zone(self, records: t.Iterable[RecordSpec]) -> list[TxtRecord]:
+        """add_txt_records through ``_zone_change``: zones checked first, and nothing left half-done."""
+        placed = self._records(records)
+        grouped = self._by_zone(placed)
+        for zone, recs in grouped.items():
+            self._check_access(zone, recs)
+        done: list[str] = []
+        try:
+            for zone, recs in grouped.items():
+                self._zone_change(zone, recs, ())
+                done.append(zone)
+        except DnsError:
+            for zone in done:  # leave nothing half-done across zones
+                try:
+                    self._zone_change(zone, (), grouped[zone])
+                except DnsError:
+                    pass
+            raise
+        return placed
+
+    def _remove_by_zone(self, records: t.Iterable[RecordSpec]) -> list[TxtRecord]:
+        placed = self._records(records)
+        for zone, recs in self._by_zone(placed).items():
+            self._zone_change(zone, (), recs)
+        return placed
+
     def wait_visible_records(self, records: t.Iterable[RecordSpec], deadline: float) -> dict[str, t.Any]:
         """Return once every authoritative server of each target zone serves every value; else
         DnsPropagationTimeout naming each server that lacked a value and how long it was asked."""

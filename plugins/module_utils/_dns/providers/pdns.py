@@ -298,7 +298,7 @@ class PdnsProvider(DnsProvider):
             out[str(rrset.get("name", "")).lower()] = (int(rrset.get("ttl") or self.config.ttl), values)
         return out
 
-    def _change(self, zone: str, adds: t.Sequence[TxtRecord], deletes: t.Sequence[TxtRecord]) -> None:
+    def _zone_change(self, zone: str, adds: t.Sequence[TxtRecord], deletes: t.Sequence[TxtRecord]) -> None:
         """Read the zone's TXT RRsets, merge, and write back every changed RRset in one PATCH."""
         current = self._rrsets(zone)
         wanted: dict[str, list[str]] = {}
@@ -335,29 +335,10 @@ class PdnsProvider(DnsProvider):
     # --- record API -----------------------------------------------------------------------
 
     def add_txt_records(self, records: t.Iterable[RecordSpec]) -> list[TxtRecord]:
-        placed = self._records(records)
-        grouped = self._by_zone(placed)
-        for zone, recs in grouped.items():
-            self._check_access(zone, recs)
-        done: list[str] = []
-        try:
-            for zone, recs in grouped.items():
-                self._change(zone, recs, ())
-                done.append(zone)
-        except DnsError:
-            for zone in done:  # leave nothing half-done across zones
-                try:
-                    self._change(zone, (), grouped[zone])
-                except DnsError:
-                    pass
-            raise
-        return placed
+        return self._add_by_zone(records)
 
     def remove_txt_records(self, records: t.Iterable[RecordSpec]) -> list[TxtRecord]:
-        placed = self._records(records)
-        for zone, recs in self._by_zone(placed).items():
-            self._change(zone, (), recs)
-        return placed
+        return self._remove_by_zone(records)
 
     def current_values(self, record: TxtRecord) -> set[str]:
         return set(self._rrsets(record.zone).get(record.target, (0, []))[1])

@@ -320,7 +320,7 @@ class Rfc2136Provider(DnsProvider):
             raise self._fail(DnsRefusedError, what, zone, text, hint, record)
         raise self._fail(DnsUpdateError, what, zone, text, "the server rejected the update", record)
 
-    def _txt_update(self, zone: str, adds: t.Sequence[TxtRecord], deletes: t.Sequence[TxtRecord]) -> None:
+    def _zone_change(self, zone: str, adds: t.Sequence[TxtRecord], deletes: t.Sequence[TxtRecord]) -> None:
         message = dns.update.UpdateMessage(dns.name.from_text(zone), keyring=self.__key)
         for rec in adds:
             rd = _txt_rdata(rec.value)
@@ -335,29 +335,10 @@ class Rfc2136Provider(DnsProvider):
     # --- record API ---------------------------------------------------------------------
 
     def add_txt_records(self, records: t.Iterable[RecordSpec]) -> list[TxtRecord]:
-        placed = self._records(records)
-        grouped = self._by_zone(placed)
-        for zone, recs in grouped.items():
-            self._check_access(zone, recs)
-        done: list[str] = []
-        try:
-            for zone, recs in grouped.items():
-                self._txt_update(zone, recs, ())
-                done.append(zone)
-        except DnsError:
-            for zone in done:  # leave nothing half-done across zones
-                try:
-                    self._txt_update(zone, (), grouped[zone])
-                except DnsError:
-                    pass
-            raise
-        return placed
+        return self._add_by_zone(records)
 
     def remove_txt_records(self, records: t.Iterable[RecordSpec]) -> list[TxtRecord]:
-        placed = self._records(records)
-        for zone, recs in self._by_zone(placed).items():
-            self._txt_update(zone, (), recs)
-        return placed
+        return self._remove_by_zone(records)
 
     def current_values(self, record: TxtRecord) -> set[str]:
         """What the update server (the primary) holds now: it is where removals go."""
