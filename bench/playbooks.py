@@ -110,8 +110,13 @@ def changed_total(output: str) -> int:
 def bench(n: int, first: int, repeat: int, rig: dict[str, str], account: Path) -> dict[str, float]:
     hosts = fleet.up(range(first, first + n))
     inv = inventory(hosts, rig, account)
-    playbook = lambda name: [str(BIN / "ansible-playbook"), "-i", str(inv), str(REPO / "playbooks" / name)]  # noqa: E731
-    adhoc = lambda *a: [str(BIN / "ansible"), "all", "-i", str(inv), *a]  # noqa: E731
+
+    def playbook(name: str) -> list[str]:
+        return [str(BIN / "ansible-playbook"), "-i", str(inv), str(REPO / "playbooks" / name)]
+
+    def adhoc(*a: str) -> list[str]:
+        return [str(BIN / "ansible"), "all", "-i", str(inv), *a]
+
     bare_pb = WORK / "bare.yml"
     bare_pb.write_text(BARE)
     out: dict[str, float] = {}
