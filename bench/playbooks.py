@@ -121,24 +121,24 @@ def bench(n: int, first: int, repeat: int, rig: dict[str, str], account: Path) -
     bare_pb.write_text(BARE)
     out: dict[str, float] = {}
     try:
-        out["raw"] = statistics.median(timed(adhoc("-m", "raw", "-a", "true"), n)[0] for _ in range(repeat))
-        out["ping"] = statistics.median(timed(adhoc("-m", "ping"), n)[0] for _ in range(repeat))
+        out["raw"] = statistics.median(timed(adhoc("-m", "raw", "-a", "true"), n)[0] for _i in range(repeat))
+        out["ping"] = statistics.median(timed(adhoc("-m", "ping"), n)[0] for _i in range(repeat))
         out["site-1st"] = timed(playbook("site.yml"), n)[0]
         # the bare task on the same hosts, nginx now serving the challenge directory on port 80
         out["bare-1st"] = timed([str(BIN / "ansible-playbook"), "-i", str(inv), str(bare_pb)], n)[0]
         out["bare"] = statistics.median(
-            timed([str(BIN / "ansible-playbook"), "-i", str(inv), str(bare_pb)], n)[0] for _ in range(repeat)
+            timed([str(BIN / "ansible-playbook"), "-i", str(inv), str(bare_pb)], n)[0] for _i in range(repeat)
         )
-        runs = [timed(playbook("site.yml"), n) for _ in range(repeat)]
-        out["site-noop"] = statistics.median(w for w, _o in runs)
+        runs = [timed(playbook("site.yml"), n) for _i in range(repeat)]
+        out["site-noop"] = statistics.median(w for w, _out in runs)
         out["site-noop-changed"] = float(changed_total(runs[-1][1]))
-        runs = [timed(playbook("renew.yml"), n) for _ in range(repeat)]
-        out["renew-noop"] = statistics.median(w for w, _o in runs)
+        runs = [timed(playbook("renew.yml"), n) for _i in range(repeat)]
+        out["renew-noop"] = statistics.median(w for w, _out in runs)
         out["renew-noop-changed"] = float(changed_total(runs[-1][1]))
         if n <= 10:
-            _w, text = timed(playbook("site.yml"), n, verbose=True)
+            _wall, text = timed(playbook("site.yml"), n, verbose=True)
             out["site-ssh/host"], out["site-python/host"] = counts(text, n)
-            _w, text = timed(playbook("renew.yml"), n, verbose=True)
+            _wall, text = timed(playbook("renew.yml"), n, verbose=True)
             out["renew-ssh/host"], out["renew-python/host"] = counts(text, n)
     finally:
         fleet.down(hosts)
@@ -146,7 +146,7 @@ def bench(n: int, first: int, repeat: int, rig: dict[str, str], account: Path) -
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
     parser.add_argument("sizes", nargs="*", type=int, default=[10, 50])
     parser.add_argument("--first", type=int, default=90, help="first fleet index (tests/README.md lists the areas)")
     parser.add_argument("--repeat", type=int, default=3)

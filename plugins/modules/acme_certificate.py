@@ -44,9 +44,9 @@ description:
     same at every run for the same window, so a fleet spreads its renewals over the window). No request is
     made when the CA that issued the certificate has no ARI. When the CA cannot be reached, a certificate
     that is not due by the lifetime rule stays ok (with a warning). Renewals send C(replaces).'
-  - Every failure names the certificate, the identifier, the step (RV(certificates[].step)) and the CA's
-    problem type and detail (or the network error), with what to do; the CA's problem document is returned
-    whole in RV(certificates[].problem). Challenge files, DNS records (stale values left by an earlier run
+  - Every failure names the certificate, the identifier, the step (C(step) in each entry of RV(certificates))
+    and the CA's problem type and detail (or the network error), with what to do; the CA's problem document is returned
+    whole in its C(problem). Challenge files, DNS records (stale values left by an earlier run
     included) and the TLS-ALPN-01 responder are removed after success and after failure, and a failed run
     reports C(changed) only if something on the host really changed.
   - Input is checked before the CA is contacted, malformed names, wildcards without dns-01, IP addresses

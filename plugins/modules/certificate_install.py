@@ -64,14 +64,20 @@ options:
     default: "0600"
 attributes:
   action:
+    description: Indicates this has a corresponding action plugin so some parts of the work run on the controller.
     support: full
   async:
+    description: Supports being used with the C(async) keyword.
     support: none
   check_mode:
+    description: Can run in check mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check mode), when in diff mode.
     support: full
   platform:
+    description: Target OS/families that can be operated against.
+    support: N/A
     platforms: posix
 seealso:
   - module: portail.https.acme_certificate

@@ -541,8 +541,8 @@ class CertificateRun:
             ok = True
         finally:
             if keep:
-                out.changed = True
-                return  # noqa: B012 - phase 1 keeps the pending key and lock for the resume
+                out.changed = True  # phase 1 keeps the pending key and lock for the resume
+                cleanups, prep = [], None
             for undo in reversed(cleanups):
                 problem = undo()
                 if problem:

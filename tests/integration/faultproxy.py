@@ -264,7 +264,7 @@ class FaultProxy:
         upstream_ca: t.Optional[Path] = None,
         hold_timeout: float = 60.0,
     ) -> None:
-        scheme, _, netloc = upstream.partition("://")
+        scheme, _sep, netloc = upstream.partition("://")
         if scheme not in ("http", "https") or not netloc:
             raise ValueError(f"upstream must be http(s)://host:port, got {upstream!r}")
         self.upstream_scheme, self.upstream_netloc = scheme, netloc.rstrip("/")
