@@ -45,6 +45,14 @@ def nginx(tmp_path):
     server.stop()
 
 
+def fresh_account(path: Path) -> str:
+    """A new ACME account: Pebble reuses an account's valid authorizations, these runs must answer a challenge."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    pkcs8, clear = serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    path.write_bytes(key.private_bytes(serialization.Encoding.PEM, pkcs8, clear))
+    return str(path)
+
+
 def as_nobody(cmd: str) -> None:
     subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "/bin/sh", "-c", cmd], check=True)
 
@@ -226,6 +234,8 @@ def test_overlapping_runs_never_install_a_certificate_beside_another_key(rig, ac
     hold_manual = HoldingDns("127.0.30.65", rig["PORTAIL_DNS_PRIMARY"])
     cron = dict(args, force=True, dns=dns_settings(rig, server="127.0.30.63", timeout=60))
     manual = dict(args, force=True, key_type="ec384", dns=dns_settings(rig, server="127.0.30.65", timeout=60))
+    cron["account_key_src"] = fresh_account(tmp_path / "cron-account.key")
+    manual["account_key_src"] = fresh_account(tmp_path / "manual-account.key")
     for d in ("cron", "manual"):
         (tmp_path / d).mkdir()
     try:
@@ -261,6 +271,7 @@ def test_a_killed_runs_pending_key_is_removed_by_the_next_noop_run(rig, account_
     tcp.bind(("127.0.30.64", 53))
     tcp.listen(16)
     slow = dict(args, force=True, dns=dns_settings(rig, server="127.0.30.64", timeout=60))
+    slow["account_key_src"] = fresh_account(tmp_path / "slow-account.key")
     (tmp_path / "killed").mkdir()
     (tmp_path / "killed" / "playbook.yml").write_text(playbook(slow))
     inv = local_inventory(tmp_path / "killed")
