@@ -52,7 +52,8 @@ options:
   acme_proxy:
     description:
       - URL of an HTTP proxy (V(http://proxy.example.org:3128), optionally with C(user:password@)) through which
-        every request to the CA goes. It replaces the environment's proxy variables. Never logged (it may hold a password).
+        every request to the CA goes. It replaces the environment's proxy variables.
+        Never logged (it may hold a password).
       - C(https://) requests go through the proxy with C(CONNECT), and TLS runs between the module and the CA, so the
         CA's certificate is still checked against O(acme_ca_bundle) or the system store.
       - When not set, the C(https_proxy) / C(HTTPS_PROXY) and C(http_proxy) / C(HTTP_PROXY) environment variables
