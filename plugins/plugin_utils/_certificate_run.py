@@ -603,12 +603,13 @@ class CertificateRun:
             "csr": prep["csr"],
             "prepared": {k: v for k, v in prep.items() if k != "csr"},
             "replaces": out.replaces,
+            "reason": out.reason,
         }
         out.msg = f"{out.msg}; dns-01 records to create: {', '.join(sorted({r['target'] for r in out.dns_records}))}"
 
     def resume(self, spec: CertSpec, entry: t.Mapping[str, t.Any], abort: bool = False) -> Outcome:
         """dns-01 with provider external, phase 2: records are in place; answer, finalize, deploy (or abort)."""
-        out = Outcome(spec, reason="resumed")
+        out = Outcome(spec, reason=str(entry.get("reason") or _renewal.MISSING))
         deadline = Deadline(self.options.timeout, f"certificate {spec.label}")
         prep = dict(entry.get("prepared") or {})
         ok = False
