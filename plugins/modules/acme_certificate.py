@@ -351,7 +351,7 @@ EXAMPLES = r"""
   portail.https.acme_certificate:
     names: [www.example.org, example.org]
     acme_directory: https://acme-v02.api.letsencrypt.org/directory
-    account_key_src: "{{ playbook_dir }}/secrets/account.key"
+    account_key_src: acme-account.key        # on the controller: found like any file (files/, playbook dir)
     contact: [hostmaster@example.org]
     terms_agreed: true
     webroot: /var/www/html
@@ -373,19 +373,22 @@ EXAMPLES = r"""
       key_algorithm: hmac-sha256
     acme_directory: https://acme-v02.api.letsencrypt.org/directory
     account_key_content: "{{ vault_account_key }}"
+    terms_agreed: true
     key_path: /etc/ssl/portail/wild/privkey.pem
     cert_path: /etc/ssl/portail/wild/cert.pem
     fullchain_path: /etc/ssl/portail/wild/fullchain.pem
 
-- name: Two certificates at once
+- name: Two certificates at once, one of them on a short-lived profile
   portail.https.acme_certificate:
     acme_directory: https://acme-v02.api.letsencrypt.org/directory
-    account_key_src: secrets/account.key
+    account_key_src: acme-account.key
+    terms_agreed: true
     webroot: /var/www/html
     certificates:
       - {name: www, names: [www.example.org], key_path: /etc/ssl/www.key, cert_path: /etc/ssl/www.crt}
       - name: api
-        names: [api.example.org]
+        names: [api.example.org, 192.0.2.10]
+        profile: shortlived
         key_type: rsa2048
         key_path: /etc/ssl/api.key
         cert_path: /etc/ssl/api.crt
