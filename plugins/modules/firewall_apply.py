@@ -8,7 +8,7 @@ DOCUMENTATION = r"""
 ---
 module: firewall_apply
 short_description: Open ports in nftables or iptables in one atomic, self-undoing step that keeps SSH open
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - Computes the complete state of what it owns and, when the host differs, arms a rollback job and
     applies everything right after it in B(one) atomic step, then (through its action plugin) drops the
