@@ -538,6 +538,7 @@ class CertificateRun:
             out.cert = deployed.get("cert")
             new = _renewal.local_renew_at(out.cert, spec.renew_remaining_fraction) if out.cert else None
             out.renew_at = _iso(new)
+            self._window_of_new(out)
             ok = True
         finally:
             if keep:
@@ -550,6 +551,20 @@ class CertificateRun:
             if not ok and prep is not None:
                 self._discard(spec, prep, out)
             out.changed = ok or host_changed
+
+    def _window_of_new(self, out: Outcome) -> None:
+        """The CA's renewal window of the certificate just issued, so the first run reports what the next
+        runs will (a window that appears only at the second run would make it look like a change)."""
+        cid = _renewal.cert_id(out.cert) if out.cert else None
+        if not cid or not self.options.use_ari or not self.client.directory.renewal_info:
+            return
+        try:
+            info = self.client.ari.fetch(cid)
+        except AcmeError:
+            return  # the CA may not know it yet: the next run asks again
+        out.renewal_window = {"start": info.start.isoformat(), "end": info.end.isoformat()}
+        renew_at = min(info.selected, _renewal._time(out.renew_at)) if out.renew_at else info.selected
+        out.renew_at = _iso(renew_at)
 
     def _deploy(
         self, spec: CertSpec, chain: t.Any, meta: dict[str, t.Any], files: list[str], dirs: list[str]

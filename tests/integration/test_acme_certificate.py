@@ -705,7 +705,14 @@ def test_dns01_external_provider_two_phases_through_a_cname(rig, account_key, tm
     out = tmp_path / "ext"
     names = ["delegated.portail.test", "cert25.portail.test"]
     dns = {"provider": "external", "resolvers": [rig["PORTAIL_DNS_PRIMARY"]], "propagation_timeout": 60}
-    args = base(rig, account_key, out, names, challenge="dns-01", dns=dns)
+    # a fresh account: Pebble would reuse another test's valid authorization for delegated.portail.test
+    fresh = tmp_path / "fresh-account.key"
+    fresh.write_bytes(
+        ec.generate_private_key(ec.SECP256R1()).private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    args = base(rig, fresh, out, names, challenge="dns-01", dns=dns)
     res = run_playbook(external_playbook(args, rig), tmp_path)
     assert res.rc == 0, res.failures()
     p1 = res.result("phase1")

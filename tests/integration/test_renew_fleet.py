@@ -126,7 +126,7 @@ def test_renew_over_an_inventory_issues_skips_and_then_does_nothing(renew_fleet)
     assert _facts(pooled)["certificates"]["pool"]["issued_by"] == f"fleet{GOOD}"
     # the pool member's directory is root's and not writable by others; only the files get the owner
     assert _sh(pooled, "stat -c '%U:%G:%a' /etc/ssl/portail/pool").strip() == "root:root:755"
-    assert set(_sh(pooled, "stat -c '%U' /etc/ssl/portail/pool/*").split()) == {"www-data"}
+    assert set(_sh(pooled, "stat -L -c '%U' /etc/ssl/portail/pool/*").split()) == {"www-data"}
 
     prom = _sh(good, f"cat {METRICS_DIR}/portail_https.prom")
     families = {f.name: f for f in text_string_to_metric_families(prom)}
@@ -163,7 +163,7 @@ def test_renew_over_an_inventory_issues_skips_and_then_does_nothing(renew_fleet)
     assert third.changed(f"fleet{GOOD}") == 0
     assert third.changed(f"fleet{POOLED}") > 0
     assert _facts(pooled)["certificates"]["main"]["serial"]
-    assert _sh(pooled, "stat -c '%U' /etc/ssl/portail/pool/cert.pem").strip() == "www-data"
+    assert _sh(pooled, "stat -L -c '%U' /etc/ssl/portail/pool/cert.pem").strip() == "www-data"
 
     check = _renew(ctx, target, check=True)
     assert check.rc == 0, check.failures()

@@ -145,6 +145,8 @@ class FakeAri:
         self.client.ari_calls += 1
         if self.client.ari_error:
             raise self.client.ari_error
+        if self.client.ari_info is None:
+            raise AcmeError("renewalInfo: HTTP 404 (the CA does not know this certificate yet)")
         return self.client.ari_info
 
 
@@ -647,3 +649,13 @@ def test_external_dns_phase_two_failure_and_abort_give_back_the_key():
     provider.wait_error = DnsError("ns2 (127.53.0.2) did not serve the value after 60 s")
     failed = run.resume(spec, out.resume)
     assert failed.failure.step == "challenge" and "127.53.0.2" in failed.error and host.steps()[-1] == "discard"
+
+
+def test_a_new_certificate_reports_its_ari_window_at_once():
+    info = RenewalInfo.from_document(
+        "x", {"suggestedWindow": {"start": "2027-01-01T00:00:00Z", "end": "2027-01-03T00:00:00Z"}}
+    )
+    host, client = FakeHost([MISSING]), FakeClient(ari_info=info)
+    out = run_one(host, client)
+    assert out.failure is None and out.renewal_window == {"start": info.start.isoformat(), "end": info.end.isoformat()}
+    assert out.renew_at == info.selected.isoformat()
