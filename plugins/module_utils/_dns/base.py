@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from ansible_collections.portail.https.plugins.module_utils._dns.errors import (
     DnsAuthError,
+    DnsConfigError,
     DnsError,
     DnsLookupError,
     DnsUnreachableError,
@@ -282,3 +283,26 @@ class DnsProvider(abc.ABC):
             except DnsError as exc:
                 errors.append(str(exc))
         return errors
+
+
+# --- provider configuration (shared by the providers' config classes) --------------------------------
+
+
+def as_tuple(value: t.Any) -> tuple[str, ...]:
+    """A list (or a single string) of servers as a tuple."""
+    return (value,) if isinstance(value, str) else tuple(value)
+
+
+def option_kwargs(kind: str, options: t.Mapping[str, t.Any], fields: t.Mapping[str, str]) -> dict[str, t.Any]:
+    """A provider config's keyword arguments from acme_certificate's ``dns`` options (``fields``: option name
+    -> config field). None values are left out; an option the provider does not know is an error naming it."""
+    kwargs: dict[str, t.Any] = {}
+    for key, value in options.items():
+        if value is None:
+            continue
+        if key not in fields:
+            raise DnsConfigError(f"{kind}: unknown option {key!r}; known: {', '.join(sorted(fields))}")
+        kwargs[fields[key]] = value
+    if "resolvers" in kwargs:
+        kwargs["resolvers"] = as_tuple(kwargs["resolvers"])
+    return kwargs

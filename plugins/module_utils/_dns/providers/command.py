@@ -17,7 +17,13 @@ import subprocess
 import typing as t
 from dataclasses import dataclass, field
 
-from ansible_collections.portail.https.plugins.module_utils._dns.base import DnsProvider, RecordSpec, TxtRecord
+from ansible_collections.portail.https.plugins.module_utils._dns.base import (
+    DnsProvider,
+    RecordSpec,
+    TxtRecord,
+    as_tuple,
+    option_kwargs,
+)
 from ansible_collections.portail.https.plugins.module_utils._dns.errors import (
     DnsConfigError,
     DnsError,
@@ -68,25 +74,16 @@ class CommandConfig:
             env[key] = text
         object.__setattr__(self, "command_env", env)
         if isinstance(self.resolvers, (list, str)):
-            resolvers = (self.resolvers,) if isinstance(self.resolvers, str) else tuple(self.resolvers)
-            object.__setattr__(self, "resolvers", resolvers)
+            object.__setattr__(self, "resolvers", as_tuple(self.resolvers))
 
     def __str__(self) -> str:
         return repr(self)
 
     @classmethod
     def from_options(cls, options: t.Mapping[str, t.Any]) -> CommandConfig:
-        kwargs: dict[str, t.Any] = {}
-        for key, value in options.items():
-            if value is None:
-                continue
-            if key not in OPTIONS:
-                raise DnsConfigError(f"command: unknown option {key!r}; known: {', '.join(sorted(OPTIONS))}")
-            kwargs[key] = value
+        kwargs = option_kwargs("command", options, {k: k for k in OPTIONS})
         if "command" not in kwargs:
             raise DnsConfigError("command: the 'command' option (path of the executable) is required")
-        if "resolvers" in kwargs:
-            kwargs["resolvers"] = tuple(kwargs["resolvers"])
         return cls(**kwargs)
 
 

@@ -14,8 +14,12 @@ from __future__ import annotations
 
 import typing as t
 
-from ansible_collections.portail.https.plugins.module_utils._dns.base import DnsProvider, RecordSpec, TxtRecord
-from ansible_collections.portail.https.plugins.module_utils._dns.errors import DnsConfigError
+from ansible_collections.portail.https.plugins.module_utils._dns.base import (
+    DnsProvider,
+    RecordSpec,
+    TxtRecord,
+    option_kwargs,
+)
 from ansible_collections.portail.https.plugins.module_utils._dns.lookup import DnsLookup, parse_server, system_resolvers
 from ansible_collections.portail.https.plugins.module_utils._dns.names import require_dnspython
 
@@ -52,7 +56,5 @@ class ExternalProvider(DnsProvider):
 
 def make(options: t.Mapping[str, t.Any]) -> ExternalProvider:
     """The registry's factory (providers/__init__.py)."""
-    unknown = sorted(set(options) - set(OPTIONS))
-    if unknown:
-        raise DnsConfigError(f"external: unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(OPTIONS))}")
-    return ExternalProvider(list(options.get("resolvers") or []), int(options.get("nameserver_port") or 53))
+    kwargs = option_kwargs("external", options, {k: k for k in OPTIONS})
+    return ExternalProvider(kwargs.get("resolvers") or (), int(kwargs.get("nameserver_port") or 53))

@@ -18,7 +18,13 @@ import urllib.parse
 from dataclasses import dataclass, field
 
 from ansible.module_utils.urls import open_url
-from ansible_collections.portail.https.plugins.module_utils._dns.base import DnsProvider, RecordSpec, TxtRecord
+from ansible_collections.portail.https.plugins.module_utils._dns.base import (
+    DnsProvider,
+    RecordSpec,
+    TxtRecord,
+    as_tuple,
+    option_kwargs,
+)
 from ansible_collections.portail.https.plugins.module_utils._dns.errors import (
     DnsAuthError,
     DnsConfigError,
@@ -82,23 +88,14 @@ class PdnsConfig:
         if not 0 < int(self.nameserver_port) < 65536:
             raise DnsConfigError("pdns: nameserver_port must be between 1 and 65535")
         if isinstance(self.resolvers, (list, str)):
-            resolvers = (self.resolvers,) if isinstance(self.resolvers, str) else tuple(self.resolvers)
-            object.__setattr__(self, "resolvers", resolvers)
+            object.__setattr__(self, "resolvers", as_tuple(self.resolvers))
 
     def __str__(self) -> str:
         return repr(self)
 
     @classmethod
     def from_options(cls, options: t.Mapping[str, t.Any]) -> PdnsConfig:
-        kwargs: dict[str, t.Any] = {}
-        for key, value in options.items():
-            if value is None:
-                continue
-            if key not in OPTIONS:
-                raise DnsConfigError(f"pdns: unknown option {key!r}; known: {', '.join(sorted(OPTIONS))}")
-            kwargs[key] = value
-        if "resolvers" in kwargs:
-            kwargs["resolvers"] = tuple(kwargs["resolvers"])
+        kwargs = option_kwargs("pdns", options, {k: k for k in OPTIONS})
         for required in ("api_url", "api_key"):
             if required not in kwargs:
                 raise DnsConfigError(f"pdns: {required} is required")

@@ -13,6 +13,8 @@ from ansible_collections.portail.https.plugins.module_utils._dns.base import (
     DnsProvider,
     RecordSpec,
     TxtRecord,
+    as_tuple,
+    option_kwargs,
 )
 from ansible_collections.portail.https.plugins.module_utils._dns.errors import (
     DnsAuthError,
@@ -133,8 +135,7 @@ class Rfc2136Config:
                 f"rfc2136: unknown TSIG algorithm {self.algorithm!r}; use one of {', '.join(ALGORITHMS)}"
             )
         if isinstance(self.resolvers, (list, str)):
-            resolvers = (self.resolvers,) if isinstance(self.resolvers, str) else tuple(self.resolvers)
-            object.__setattr__(self, "resolvers", resolvers)
+            object.__setattr__(self, "resolvers", as_tuple(self.resolvers))
 
     def __str__(self) -> str:
         return repr(self)
@@ -142,15 +143,7 @@ class Rfc2136Config:
     @classmethod
     def from_options(cls, options: t.Mapping[str, t.Any]) -> Rfc2136Config:
         """Build from plugin options; accepts ``key_secret``/``key_algorithm`` as aliases."""
-        kwargs: dict[str, t.Any] = {}
-        for key, value in options.items():
-            if value is None:
-                continue
-            if key not in _OPTION_ALIASES:
-                raise DnsConfigError(f"rfc2136: unknown option {key!r}; known: {', '.join(sorted(_OPTION_ALIASES))}")
-            kwargs[_OPTION_ALIASES[key]] = value
-        if "resolvers" in kwargs:
-            kwargs["resolvers"] = tuple(kwargs["resolvers"])
+        kwargs = option_kwargs("rfc2136", options, _OPTION_ALIASES)
         try:
             return cls(**kwargs)
         except TypeError as exc:
