@@ -81,7 +81,7 @@ class ActionModule(ActionBase):
         except (OSError, UnicodeError) as exc:
             raise AnsibleActionFail(f"cannot read account_key_src {path} on the controller: {exc}") from None
 
-    def _host_call(self, task_vars: dict[str, t.Any], run_id: t.Optional[str] = None) -> ShellHost:
+    def _host_call(self, task_vars: dict[str, t.Any], lease: int, run_id: t.Optional[str] = None) -> ShellHost:
         """The host steps: shell scripts run as root by one command each (tls-alpn-01: the host module)."""
 
         def execute(script: str, data: bytes) -> tuple[int, str, str]:
@@ -92,12 +92,6 @@ class ActionModule(ActionBase):
         def run_module(name: str, module_args: dict[str, t.Any]) -> dict[str, t.Any]:
             return self._execute_module(module_name=name, module_args=module_args, task_vars=task_vars)
 
-        try:  # the lease covers one certificate's order (bounded by timeout) with room for the host round trips
-            lease = int(float(self._task.args.get("timeout") or 300)) + 60
-        except (TypeError, ValueError):
-            lease = 360
-        if "external" in str(self._task.args.get("dns") or "") + str(self._task.args.get("certificates") or ""):
-            lease += 1800  # dns-01 provider external: the playbook writes the records between the two phases
         run_id = run_id or _random.token_hex(16)
         return ShellHost(execute, run_module, bool(self._task.check_mode), run_id, lease)
 
@@ -150,7 +144,12 @@ class ActionModule(ActionBase):
         if len(run_ids) > 1:
             raise RequestError("resume: entries from several first-phase runs; resume each run separately")
         try:
-            host = self._host_call(task_vars, run_ids.pop() or None if run_ids else None)
+            # the lease covers one certificate's order (bounded by timeout) with room for the host round trips;
+            # with dns-01 provider external the playbook also writes the records between the two phases
+            lease = int(args["timeout"]) + 60
+            if any(s.challenge == "dns-01" and s.dns.get("provider") == "external" for s in specs):
+                lease += 1800
+            host = self._host_call(task_vars, lease, run_ids.pop() or None if run_ids else None)
         except ValueError as exc:
             raise RequestError(f"resume: {exc}") from None
         check_mode = bool(self._task.check_mode)
