@@ -362,6 +362,7 @@ class Change:
         self.before: list[str] = []
         self.after: list[str] = []
         self.undo: list[_fwrollback.Step] = []
+        self.undo_after: list[_fwrollback.Step] = []  # run once the files are back (reload from them)
         self.files: list[str] = []
         self.extra: dict[str, t.Any] = {}
 
@@ -482,10 +483,11 @@ def apply(change: Change, timeout: int, check_mode: bool, base_dir: str = _fwrol
     if not change.changed or check_mode:
         return result
     job = _fwrollback.Job(base_dir, timeout)
-    job.prepare(change.undo, change.files)
+    job.prepare(change.undo, change.files, change.undo_after)
     result["rollback"] = job.start()
     try:
-        change.apply()
+        with job.applying():
+            change.apply()
     except Exception as exc:
         log = job.restore_now()
         raise ApplyError(f"{exc} (the previous state was restored: {log.strip()[-500:]})") from exc

@@ -88,14 +88,18 @@ def _copy_in(path: str, saved: str) -> bool:
     return True
 
 
-def restore_script(job_dir: str, steps: t.Sequence[Step], files: t.Sequence[str]) -> str:
-    """The shell script the job runs: every step in order, then every file put back (or removed)."""
+def _step_line(job_dir: str, index: int, step: Step) -> str:
+    cmd = " ".join(_q(a) for a in step.argv)
+    if step.stdin is not None:
+        cmd += f" < {_q(os.path.join(job_dir, f'step-{index}.in'))}"
+    return cmd
+
+
+def restore_script(job_dir: str, steps: t.Sequence[Step], files: t.Sequence[str], after: t.Sequence[Step] = ()) -> str:
+    """The shell script the job runs: every step in order, then every file put back (or removed), then
+    the `after` steps (a tool that must re-read the restored files: ``ufw reload``, ``firewall-cmd --reload``)."""
     lines = ["set -x"]
-    for index, step in enumerate(steps):
-        cmd = " ".join(_q(a) for a in step.argv)
-        if step.stdin is not None:
-            cmd += f" < {_q(os.path.join(job_dir, f'step-{index}.in'))}"
-        lines.append(cmd)
+    lines += [_step_line(job_dir, index, step) for index, step in enumerate(steps)]
     for index, path in enumerate(files):
         saved = os.path.join(job_dir, f"file-{index}")
         tmp = f"{path}.portail-restore"
@@ -103,6 +107,7 @@ def restore_script(job_dir: str, steps: t.Sequence[Step], files: t.Sequence[str]
             f"if [ -e {_q(saved)} ]; then cp -p {_q(saved)} {_q(tmp)} && mv -f {_q(tmp)} {_q(path)}; "
             f"else rm -f {_q(path)}; fi"
         )
+    lines += [_step_line(job_dir, len(steps) + index, step) for index, step in enumerate(after)]
     return "\n".join(lines) + "\n"
 
 
@@ -169,15 +174,15 @@ class Job:
         os.mkdir(self.dir, 0o700)
         self.pid = 0
 
-    def prepare(self, steps: t.Sequence[Step], files: t.Sequence[str]) -> None:
-        for index, step in enumerate(steps):
+    def prepare(self, steps: t.Sequence[Step], files: t.Sequence[str], after: t.Sequence[Step] = ()) -> None:
+        for index, step in enumerate([*steps, *after]):
             if step.stdin is not None:
                 with open(os.path.join(self.dir, f"step-{index}.in"), "w", encoding="utf-8") as handle:
                     handle.write(step.stdin)
         for index, path in enumerate(files):
             _copy_in(path, os.path.join(self.dir, f"file-{index}"))
         with open(os.path.join(self.dir, "restore.sh"), "w", encoding="utf-8") as handle:
-            handle.write(restore_script(self.dir, steps, files))
+            handle.write(restore_script(self.dir, steps, files, after))
         with open(os.path.join(self.dir, "job.sh"), "w", encoding="utf-8") as handle:
             handle.write(_job_script(self.dir, self.timeout))
 
@@ -195,6 +200,11 @@ class Job:
         with open(os.path.join(self.dir, "pid"), "w", encoding="utf-8") as handle:
             handle.write(f"{proc.pid}\n")
         return {"id": self.id, "path": self.dir, "pid": proc.pid, "deadline": int(time.time()) + self.timeout}
+
+    def applying(self) -> _locked:
+        """Held while the change is applied: a timer that fires meanwhile (a slow multi-command change,
+        a short timeout) waits for the change to finish, then restores; it never restores half-way."""
+        return _locked(self.dir, CONFIRM_WAIT)
 
     def restore_now(self) -> str:
         """Undo at once (the change failed half-way): take the lock, run the restore, stop the timer."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 ---
 module: firewall_apply
-short_description: Open ports in nftables or iptables in one atomic, self-undoing step that keeps SSH open
+short_description: Open ports in nftables, iptables, ufw or firewalld in one self-undoing step that keeps SSH open
 version_added: 0.1.0
 description:
   - Computes the complete state of what it owns and, when the host differs, arms a rollback job and
@@ -22,6 +22,23 @@ description:
     C(iptables-restore --noflush) per family, naming nothing else, so other chains and rules (fail2ban,
     Docker) are never rewritten. When default deny is turned off, the C(INPUT) policy goes back to what it
     was before this module set it to C(DROP)."
+  - "V(ufw): through the C(ufw) command (which persists and applies its own rules), our allow rules - those
+    carrying O(comment) - are made exactly the wanted ports (a rule of ours no longer wanted is deleted; a port
+    another rule already allows is left to it); with O(default_deny) the incoming default becomes C(deny) (its
+    previous value is recorded and put back when default deny is turned off); an inactive ufw is enabled, with
+    C(allow incoming) unless default deny is asked. The rollback puts back C(/etc/ufw/user.rules),
+    C(user6.rules), C(ufw.conf) and C(/etc/default/ufw) and runs C(ufw reload), or C(ufw disable) when ufw was
+    inactive before."
+  - "V(firewalld): through C(firewall-cmd), runtime and permanent, the zone O(firewalld_zone) gets the wanted
+    ports; the ports this module added are recorded in O(state_dir) and removed again when no longer wanted.
+    Ports the zone had before, its services and rich rules are never touched, and no C(--reload) is made (so
+    runtime-only rules of others survive). The rollback puts back the zone file under C(/etc/firewalld/zones)
+    and runs C(firewall-cmd --reload) (which, on that emergency path only, drops runtime-only changes)."
+  - Why the C(ufw) and C(firewall-cmd) commands and not M(community.general.ufw) or M(ansible.posix.firewalld) -
+    the change must run in the same module run as the rollback that guards it (nothing from the controller
+    in between), be computed against what we own (the modules only add or remove what they are told), and
+    one module call per host is much faster than one task per port. C(firewall-cmd) also needs no firewalld
+    Python bindings in the interpreter Ansible uses.
   - The SSH port of the session is kept open whatever the inputs. It is read from the sockets of the sshd
     process that owns the connection (so it is found under C(become), where sudo removes C(SSH_CONNECTION)),
     and from C(SSH_CONNECTION) when present. With O(default_deny) and no port found, the module refuses.
@@ -49,7 +66,7 @@ options:
     description: Firewall to program.
     type: str
     required: true
-    choices: [nftables, iptables]
+    choices: [nftables, iptables, ufw, firewalld]
   tcp_ports:
     description: TCP ports to accept (the SSH ports are added).
     type: list
@@ -66,7 +83,9 @@ options:
     elements: int
     default: []
   default_deny:
-    description: Drop what is not accepted (nftables - policy of our chain; iptables - C(INPUT) policy).
+    description:
+      - Drop what is not accepted (nftables - policy of our chain; iptables - C(INPUT) policy; ufw - its incoming
+        default; firewalld - the zone already rejects what it does not allow, nothing more is done).
     type: bool
     default: false
   rollback_timeout:
@@ -105,15 +124,25 @@ options:
     elements: str
     default: [iptables, ip6tables]
   comment:
-    description: Comment on our jump rule.
+    description: Comment on our iptables jump rule, and on our ufw rules (how they are recognized as ours).
     type: str
     default: portail.https
+  ufw_command:
+    description: The ufw command.
+    type: str
+    default: ufw
+  firewalld_zone:
+    description: firewalld zone to open the ports in; the default zone when empty.
+    type: str
+    default: ""
   connection:
     description: Set by the action plugin - the connection type; V(local) needs no SSH port.
     type: str
     default: ssh
   state_dir:
-    description: Small state files (the nft listing digests, the iptables policy we replaced).
+    description:
+      - Small state files (the nft listing digests, the iptables policy and ufw default we replaced, the
+        firewalld ports we added).
     type: path
     default: /var/lib/portail-https
 notes:
@@ -160,18 +189,25 @@ foreign_input_chains:
   type: list
   elements: dict
   sample: [{"family": "inet", "table": "filter", "chain": "input", "policy": "drop"}]
+zone:
+  description: The firewalld zone the ports were opened in.
+  returned: with O(backend=firewalld)
+  type: str
+  sample: public
 """
 
 import os
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.portail.https.plugins.module_utils import _fwapply, _fwrollback, _nft
+from ansible_collections.portail.https.plugins.module_utils import _fwapply, _fwfrontends, _fwrollback, _nft
+
+SBIN = ["/usr/sbin", "/sbin"]
 
 
 def main() -> None:
     module = AnsibleModule(
         argument_spec={
-            "backend": {"type": "str", "required": True, "choices": ["nftables", "iptables"]},
+            "backend": {"type": "str", "required": True, "choices": ["nftables", "iptables", "ufw", "firewalld"]},
             "tcp_ports": {"type": "list", "elements": "int", "default": []},
             "udp_ports": {"type": "list", "elements": "int", "default": []},
             "ssh_ports": {"type": "list", "elements": "int", "default": []},
@@ -185,6 +221,8 @@ def main() -> None:
             "iptables_chain": {"type": "str", "default": "PORTAIL-HTTPS"},
             "iptables_commands": {"type": "list", "elements": "str", "default": ["iptables", "ip6tables"]},
             "comment": {"type": "str", "default": "portail.https"},
+            "ufw_command": {"type": "str", "default": "ufw"},
+            "firewalld_zone": {"type": "str", "default": ""},
             "connection": {"type": "str", "default": "ssh"},
             "state_dir": {"type": "path", "default": "/var/lib/portail-https"},
         },
@@ -204,6 +242,7 @@ def main() -> None:
         ssh, evidence = _fwapply.ssh_ports(os.environ, p["ssh_ports"], p["connection"], p["default_deny"])
         tcp = sorted(set(p["tcp_ports"]) | set(ssh))
         udp = sorted(set(p["udp_ports"]))
+        wanted = [(port, "tcp") for port in tcp] + [(port, "udp") for port in udp]
         # one host, one change at a time: a second run waits here (and then finds the first one pending)
         _fwrollback.safe_dir(os.path.dirname(_fwrollback.BASE_DIR), 0o755)
         with _fwapply.host_lock(os.path.join(os.path.dirname(_fwrollback.BASE_DIR), "firewall.lock")):
@@ -218,9 +257,25 @@ def main() -> None:
                     p["nftables_conf"] if p["persist"] else None,
                     os.path.join(p["state_dir"], "nft"),
                 )
+            elif p["backend"] == "ufw":
+                change = _fwfrontends.UfwChange(
+                    run,
+                    module.get_bin_path(p["ufw_command"], required=True, opt_dirs=SBIN),
+                    p["comment"],
+                    wanted,
+                    p["default_deny"],
+                    os.path.join(p["state_dir"], "ufw.json"),
+                )
+            elif p["backend"] == "firewalld":
+                change = _fwfrontends.FirewalldChange(
+                    run,
+                    module.get_bin_path("firewall-cmd", required=True, opt_dirs=SBIN),
+                    p["firewalld_zone"],
+                    wanted,
+                    os.path.join(p["state_dir"], "firewalld.json"),
+                )
             else:
-                sbin = ["/usr/sbin", "/sbin"]
-                commands = [module.get_bin_path(c, required=True, opt_dirs=sbin) for c in p["iptables_commands"]]
+                commands = [module.get_bin_path(c, required=True, opt_dirs=SBIN) for c in p["iptables_commands"]]
                 change = _fwapply.XtChange(
                     run,
                     commands,

@@ -273,3 +273,23 @@ def neighbour_discovery_works(host: fleet.Host) -> bool:
     subprocess.run(["ip", "-6", "neigh", "flush", "dev", fleet.BRIDGE], check=False, capture_output=True)
     fleet.exec_in(host, ["ip", "-6", "neigh", "flush", "dev", "eth0"])
     return tcp_state(host.ipv6, fleet.ssh_port(host), timeout=5) == "open"
+
+
+def cut_new_ssh(host: fleet.Host) -> None:
+    """From now on new SSH connections to the host are dropped (a table of the admin's, SYN only: a rule on
+    "ct state new" would also drop the first packet conntrack sees of a running connection), while the
+    multiplexed connection Ansible already holds keeps working: a change that "cut us off"."""
+    port = fleet.ssh_port(host)
+    sh_in(host, "nft", "add", "table", "inet", "cutoff")
+    sh_in(host, "nft", "add", "chain", "inet", "cutoff", "in", "{ type filter hook input priority -10; }")
+    sh_in(host, "nft", "add", "rule", "inet", "cutoff", "in", f"tcp dport {port} tcp flags & (syn | ack) == syn drop")
+
+
+def uncut(host: fleet.Host) -> None:
+    sh_in(host, "nft", "delete", "table", "inet", "cutoff")
+
+
+def rolled_back(host: fleet.Host) -> bool:
+    """Whether a rollback job on the host has restored the previous state."""
+    out = sh_in(host, "sh", "-c", "ls /run/portail-https/rollback/*/rolled-back 2>/dev/null || true")
+    return "rolled-back" in out

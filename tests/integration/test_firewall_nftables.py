@@ -13,17 +13,20 @@ from tests.fleet import fleet
 from .firewall_support import (
     ROLE_PLAY,
     assert_ok,
+    cut_new_ssh,
     dhcpv6_reply_arrives,
     echo,
     inventory,
     listeners,
     neighbour_discovery_works,
     no_mux,
+    rolled_back,
     run_role,
     sh_in,
     ssh_session,
     task_result,
     tcp_state,
+    uncut,
     wait_for,
 )
 from .harness import run_playbook
@@ -185,11 +188,6 @@ def pristine(fleet_factory):
     fleet.down([host])
 
 
-def _rolled_back(host: fleet.Host) -> bool:
-    out = sh_in(host, "sh", "-c", "ls /run/portail-https/rollback/*/rolled-back 2>/dev/null || true")
-    return "rolled-back" in out
-
-
 def test_rollback_restores_every_file_it_touched(pristine, tmp_path: Path) -> None:
     """Issue 13, defect 4: the role's change is cut off before its confirmation; the host undoes it, and
     /etc/nftables.conf (include line included), our table file and the ruleset are as they were."""
@@ -198,11 +196,7 @@ def test_rollback_restores_every_file_it_touched(pristine, tmp_path: Path) -> No
     inv = inventory(tmp_path, host, ansible_timeout=5)
     ping = "- hosts: all\n  gather_facts: false\n  tasks:\n    - ansible.builtin.ping:\n"
     assert_ok(run_playbook(ping, tmp_path, inventory=inv))  # the multiplexed connection now exists
-    # from now on new SSH connections are dropped by a table of the admin's (the change "cut us off")
-    sh_in(host, "nft", "add", "table", "inet", "cutoff")
-    sh_in(host, "nft", "add", "chain", "inet", "cutoff", "in", "{ type filter hook input priority -10; }")
-    # (SYN only: a rule on "ct state new" would also drop the first packet conntrack sees of the running one)
-    sh_in(host, "nft", "add", "rule", "inet", "cutoff", "in", "tcp dport 22 tcp flags & (syn | ack) == syn drop")
+    cut_new_ssh(host)  # from now on new SSH connections are dropped (the change "cut us off")
     res = run_playbook(
         ROLE_PLAY,
         tmp_path,
@@ -210,8 +204,8 @@ def test_rollback_restores_every_file_it_touched(pristine, tmp_path: Path) -> No
         extra_vars={"firewall_default_deny": True, "firewall_rollback_timeout": 8},
     )
     assert res.rc != 0
-    wait_for(lambda: _rolled_back(host), 60, "the rollback job to restore")
-    sh_in(host, "nft", "delete", "table", "inet", "cutoff")
+    wait_for(lambda: rolled_back(host), 60, "the rollback job to restore")
+    uncut(host)
     assert sh_in(host, "cat", "/etc/nftables.conf") == conf_before
     assert fleet.exec_in(host, ["test", "-e", "/etc/nftables.d/portail_https.nft"]).returncode != 0
     assert "portail_https" not in sh_in(host, "nft", "list", "tables")
