@@ -11,7 +11,9 @@ short_description: Open ports in nftables, iptables, ufw or firewalld in one sel
 version_added: 0.1.0
 description:
   - Computes the complete state of what it owns and, when the host differs, arms a rollback job and
-    applies everything right after it in B(one) atomic step, then (through its action plugin) drops the
+    applies everything right after it (nftables and iptables - in B(one) atomic step; ufw and firewalld -
+    their commands one after the other, in the same module run, the rollback waiting for the last one),
+    then (through its action plugin) drops the
     SSH connection, opens a new one and confirms. If the new connection cannot be made, the host puts
     the previous state back by itself after O(rollback_timeout) seconds.
   - "V(nftables): the table C(inet) O(nft_table) whole (one input chain, its policy included), replaced in one

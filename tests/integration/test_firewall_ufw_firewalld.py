@@ -59,7 +59,8 @@ def firewalld_host(fleet_factory):
 
 
 def _role(tmp: Path, host: fleet.Host, extra_vars: dict[str, object], **kw: object) -> PlaybookResult:
-    inv = inventory(tmp, host, ansible_timeout=5)
+    # the system's python3, as on a real host (earlier versions of the role needed its firewalld bindings)
+    inv = inventory(tmp, host, ansible_timeout=5, ansible_python_interpreter="/usr/bin/python3")
     return run_playbook(ROLE_PLAY, tmp, inventory=inv, extra_vars=extra_vars, **kw)  # type: ignore[arg-type]
 
 
