@@ -90,7 +90,7 @@ class ActionModule(ActionBase):
         try:
             probe = self._probe(layout, run_id, want_diff)
             if probe.packages_missing and args["install_packages"]:
-                res = self._module("ansible.legacy.package", {"name": probe.packages_missing, "state": "present"})
+                res = self._package(probe.packages_missing)
                 changed = changed or bool(res.get("changed"))
                 done.append("installed " + ", ".join(probe.packages_missing))
                 result["packages_installed"] = list(probe.packages_missing)
@@ -172,14 +172,32 @@ class ActionModule(ActionBase):
         if err is not None:
             raise _Failed(wh.explain(err, layout, "the web server"))
         if rc != 0 or sh.first(lines, "done") is None:
-            tail = [x for x in stderr.strip().split("\n") if x.strip()]
-            raise _Failed(f"the host probe stopped (exit code {rc}){': ' + tail[-1] if tail else ''}")
+            tail = [x for x in (stderr or stdout).strip().split("\n") if x.strip()]
+            raise _Failed(f"the host probe stopped (exit code {rc}){': ' + tail[-1][:300] if tail else ''}")
         return wh.read_probe(lines, layout)
 
     def _module(self, name: str, module_args: dict[str, t.Any]) -> dict[str, t.Any]:
         res = self._execute_module(module_name=name, module_args=module_args, task_vars=self._vars)
         if res.get("failed") or res.get("unreachable"):
             raise _Failed(f"{name}: {res.get('msg') or res.get('module_stderr') or 'failed'}")
+        return res
+
+    def _package(self, names: list[str]) -> dict[str, t.Any]:
+        """ansible.builtin.package (an action: it picks apt, dnf... from the pkg_mgr fact or asks the host)."""
+        task = self._task.copy()
+        task.args = {"name": names, "state": "present"}
+        action = self._shared_loader_obj.action_loader.get(
+            "ansible.legacy.package",
+            task=task,
+            connection=self._connection,
+            play_context=self._play_context,
+            loader=self._loader,
+            templar=self._templar,
+            shared_loader_obj=self._shared_loader_obj,
+        )
+        res = t.cast(dict[str, t.Any], action.run(task_vars=self._vars))
+        if res.get("failed") or res.get("unreachable"):
+            raise _Failed(f"installing {', '.join(names)}: {res.get('msg') or 'failed'}")
         return res
 
     def _render(

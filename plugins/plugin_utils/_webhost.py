@@ -121,7 +121,8 @@ def probe_script(layout: Layout, run_id: str, *, diff: bool) -> str:
     # the version text is read by the controller only (base64), it never frames a line
     out.append(f'say ver $(b64 "$( ({layout.version_command}) 2>&1 | head -c 65536)")')
     out.append("say done")
-    return "\n".join(out) + "\n"
+    # no newline at the end: Ansible appends " && sleep 0" to the command
+    return "\n".join(out)
 
 
 @dataclass
@@ -246,7 +247,8 @@ TMPS="""
     out.append('printf \'%s\\n\' "$BAKS" | while IFS= read -r f; do [ -n "$f" ] || continue')
     out.append('  d=${f%/*}; b=${f##*/}; rm -f -- "$d/.$b.portail-$N.bak"; done')
     out.append("say done")
-    return "\n".join(out) + "\n"
+    # no newline at the end: Ansible appends " && sleep 0" to the command
+    return "\n".join(out)
 
 
 def _dq(text: str) -> str:
