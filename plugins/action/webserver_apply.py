@@ -19,6 +19,7 @@ from ansible.errors import AnsibleError
 from ansible.module_utils.common.text.converters import to_bytes, to_text
 from ansible.plugins.action import ActionBase
 from ansible.template import trust_as_template
+from ansible_collections.portail.https.plugins.modules.webserver_apply import ARGUMENT_SPEC
 from ansible_collections.portail.https.plugins.plugin_utils import _webhost as wh
 from ansible_collections.portail.https.plugins.plugin_utils._hoststeps import _shell as sh
 from ansible_collections.portail.https.plugins.plugin_utils._webserver import (
@@ -27,26 +28,6 @@ from ansible_collections.portail.https.plugins.plugin_utils._webserver import (
     host_facts,
     site_files,
 )
-
-ARGUMENT_SPEC: dict[str, dict[str, t.Any]] = {
-    "server": {"type": "str", "required": True, "choices": ["nginx", "apache"]},
-    "plan": {"type": "dict", "required": True},
-    "facts_var": {"type": "str", "required": True},
-    "packages": {"type": "list", "elements": "str", "default": []},
-    "install_packages": {"type": "bool", "default": True},
-    "version_command": {"type": "str", "default": "true"},
-    "root_dirs": {"type": "list", "elements": "str", "default": []},
-    "site_template": {"type": "str", "required": True},
-    "sites_dir": {"type": "str", "required": True},
-    "sites_enabled_dir": {"type": "str", "default": ""},
-    "site_prefix": {"type": "str", "default": "portail-"},
-    "templates": {"type": "list", "elements": "dict", "default": []},
-    "absent": {"type": "list", "elements": "str", "default": []},
-    "modules": {"type": "list", "elements": "str", "default": []},
-    "mods_dir": {"type": "str", "default": ""},
-    "enable_command": {"type": "str", "default": ""},
-    "validate_command": {"type": "list", "elements": "str", "required": True},
-}
 
 
 class ActionModule(ActionBase):
