@@ -130,7 +130,7 @@ class ActionModule(ActionBase):
                 tail = [x for x in stderr.strip().split("\n") if x.strip()]
                 msg = f"the host script stopped (exit code {rc}){': ' + tail[-1] if tail else ''}"
             else:
-                msg = wh.explain(err, layout, server)
+                msg = wh.explain(err, layout, server, change)
             test = sh.first(lines, "test")
             if test:
                 msg += ": " + sh.unb64(test[0]).decode("utf-8", "replace").strip()

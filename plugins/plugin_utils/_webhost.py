@@ -69,10 +69,17 @@ class Layout:
             raise ValueError("the configuration test command is missing")
         return self
 
-    def parents(self) -> list[str]:
-        """Directories the switch script writes in (each checked to be root's and writable only by root)."""
+    def parents(self, change: t.Optional[Change] = None) -> list[str]:
+        """Directories the switch script writes in (each checked to be root's and writable only by root):
+        of every managed path, or only of those a change touches (a missing directory of a path to keep
+        absent is nobody's concern)."""
+        if change is None:
+            paths = self.files + [p for p, _s in self.links] + self.absent
+        else:
+            paths = [self.files[i] for i, _c in change.files] + [self.links[i][0] for i in change.links]
+            paths += [self.absent[i] for i in change.absent]
         out: list[str] = []
-        for path in self.files + [p for p, _s in self.links] + self.absent:
+        for path in paths:
             d = posixpath.dirname(path)
             if d not in out:
                 out.append(d)
@@ -195,7 +202,7 @@ class Change:
 
 def switch_script(layout: Layout, change: Change, run_id: str) -> str:
     """Write, switch, test; on a failed test put every destination back as it was."""
-    parents = layout.parents()
+    parents = layout.parents(change)
     out = [*sh.prelude(run_id), "umask 022", "BAKS=", "NEWS="]
     # refuse before any change: directories root's, not writable by group or others, up to /
     for i, d in enumerate(parents):
@@ -263,13 +270,13 @@ def _switch_one(path: str) -> str:
     return f"aside {q(path)} {bak}; mv -fT -- {new} {q(path)} || restore write"
 
 
-def explain(err: list[str], layout: Layout, server: str) -> str:
+def explain(err: list[str], layout: Layout, server: str, change: t.Optional[Change] = None) -> str:
     kind, rest = (err[0] if err else "?"), err[1:]
     idx = int(rest[0]) if rest and rest[0].isdigit() else -1
     if kind == "need":
         return f"the host has no {rest[0] if rest else '?'}: install it"
     if kind == "untrusted":
-        parents = layout.parents()
+        parents = layout.parents(change)
         where = parents[idx] if 0 <= idx < len(parents) else "?"
         bad = sh.unb64(rest[1]).decode("utf-8", "replace") if len(rest) > 1 else "?"
         return (

@@ -113,7 +113,7 @@ def test_writable_directory_is_refused_before_any_change(tree: Path) -> None:
     lines = sh_run(wh.switch_script(lay, change(lay, probe(lay), b"good\n"), RUN_ID))
     err = sh.first(lines, "err")
     assert err is not None and err[0] == "untrusted"
-    assert "refusing to write in" in wh.explain(err, lay, "nginx")
+    assert "refusing to write in" in wh.explain(err, lay, "nginx", change(lay, probe(lay), b"good\n"))
     assert snapshot(tree) == before
 
 
@@ -122,3 +122,12 @@ def test_layout_refuses_bad_paths() -> None:
         wh.Layout(files=["relative/x.conf"], validate_command=["true"]).check()
     with pytest.raises(ValueError, match="name"):
         wh.Layout(packages=["nginx; rm -rf /"], validate_command=["true"]).check()
+
+
+def test_missing_directory_of_a_path_kept_absent_is_no_concern(tree: Path) -> None:
+    lay = layout(tree)
+    lay.absent.append(str(tree / "no-such-dir" / "x.conf"))
+    p = probe(lay)
+    assert p.present == [True, False]
+    lines = sh_run(wh.switch_script(lay, change(lay, p, b"good\n"), RUN_ID))
+    assert sh.first(lines, "done") is not None, lines
