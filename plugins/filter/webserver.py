@@ -12,8 +12,6 @@ from ansible.errors import AnsibleFilterError
 from ansible_collections.portail.https.plugins.plugin_utils._webserver import (
     WebserverError,
     plan,
-    probe_argv,
-    read_probe,
     tls_profile,
 )
 
@@ -42,26 +40,9 @@ def webserver_tls(text: t.Any) -> dict[str, t.Any]:
     return tls_profile(str(text) if text is not None else None)
 
 
-def webserver_probe_argv(plan_: t.Any, version_command: str) -> list[str]:
-    if not isinstance(plan_, dict) or "present" not in plan_:
-        raise AnsibleFilterError("webserver_probe_argv: expects the result of webserver_plan")
-    return probe_argv(_plain(plan_["present"]), str(version_command))
-
-
-def webserver_probe(stdout: t.Any, plan_: t.Any) -> dict[str, t.Any]:
-    if not isinstance(plan_, dict) or "present" not in plan_:
-        raise AnsibleFilterError("webserver_probe: expects the result of webserver_plan")
-    try:
-        return read_probe(str(stdout) if stdout is not None else "", _plain(plan_["present"]))
-    except WebserverError as exc:
-        raise AnsibleFilterError(str(exc)) from None
-
-
 class FilterModule:
     def filters(self) -> dict[str, t.Callable[..., t.Any]]:
         return {
             "webserver_plan": webserver_plan,
             "webserver_tls": webserver_tls,
-            "webserver_probe_argv": webserver_probe_argv,
-            "webserver_probe": webserver_probe,
         }

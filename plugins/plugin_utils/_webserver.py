@@ -397,34 +397,36 @@ def tls_profile(text: t.Any) -> dict[str, t.Any]:
     }
 
 
-# One command per role run instead of two stat module runs per site plus a version command:
-# POSIX sh prints one 0/1 per path (certificate, key of each site, in order) on the first line, then the
-# version output of the server or of openssl. Paths travel as arguments, never inside the script.
-PROBE_SCRIPT = 'for f in "$@"; do if [ -e "$f" ]; then printf 1; else printf 0; fi; done; printf "\\n"; '
-
-
-def probe_argv(present: list[dict[str, t.Any]], version_command: str) -> list[str]:
-    """argv for ansible.builtin.command: the probe script, then every site's certificate and key path."""
-    paths = [p for site in present for p in (site["certificate"], site["certificate_key"])]
-    return ["/bin/sh", "-c", PROBE_SCRIPT + version_command, "portail-probe", *paths]
+def cert_paths(present: list[dict[str, t.Any]]) -> list[str]:
+    """Every site's certificate and key path, in order (what the host probe checks)."""
+    return [p for site in present for p in (site["certificate"], site["certificate_key"])]
 
 
 _NGINX_VERSION = re.compile(r"nginx/([0-9]+)\.([0-9]+)\.([0-9]+)")
 
 
-def read_probe(stdout: t.Any, present: list[dict[str, t.Any]]) -> dict[str, t.Any]:
+def host_facts(exists: list[bool], version_text: str, present: list[dict[str, t.Any]]) -> dict[str, t.Any]:
     """Which sites have both certificate and key, the TLS profile and, for nginx, the HTTP/2 syntax."""
-    text = stdout if isinstance(stdout, str) else ""
-    first, _sep, rest = text.partition("\n")
-    if len(first) != 2 * len(present) or set(first) - {"0", "1"}:
-        raise WebserverError(f"the host's probe answered {first[:80]!r}, expected {2 * len(present)} digits 0 or 1")
-    tls_sites = [site["name"] for i, site in enumerate(present) if first[2 * i : 2 * i + 2] == "11"]
-    found = _NGINX_VERSION.search(rest)
+    if len(exists) != 2 * len(present):
+        raise WebserverError(f"the host's probe answered for {len(exists)} paths, expected {2 * len(present)}")
+    tls_sites = [site["name"] for i, site in enumerate(present) if exists[2 * i] and exists[2 * i + 1]]
+    found = _NGINX_VERSION.search(version_text)
     nginx = tuple(int(x) for x in found.groups()) if found else None
     return {
         "tls_sites": tls_sites,
-        "tls": tls_profile(rest),
+        "tls": tls_profile(version_text),
         "nginx_version": ".".join(map(str, nginx)) if nginx else None,
         # "listen ... http2" became "http2 on;" in nginx 1.25.1
         "http2_directive": nginx is not None and nginx >= (1, 25, 1),
     }
+
+
+def site_files(plan_: dict[str, t.Any], sites_dir: str, enabled_dir: str, prefix: str) -> dict[str, t.Any]:
+    """Where a plan's sites go: ``sites`` (path, site) to render, ``links`` (link, target) to make in the
+    directory of enabled sites (when the layout has one) and ``absent`` (files and links of removed sites)."""
+    sites_dir = sites_dir.rstrip("/")
+    enabled_dir = enabled_dir.rstrip("/")
+    sites = [(f"{sites_dir}/{prefix}{s['name']}.conf", s) for s in plan_.get("present") or []]
+    links = [(f"{enabled_dir}/{prefix}{s['name']}.conf", path) for path, s in sites] if enabled_dir else []
+    absent = [f"{d}/{prefix}{name}.conf" for name in plan_.get("absent") or [] for d in (sites_dir, enabled_dir) if d]
+    return {"sites": sites, "links": links, "absent": absent}

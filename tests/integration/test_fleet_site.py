@@ -248,3 +248,54 @@ def test_revoke_playbook_revokes_and_reissues(site_fleet, rig):
     assert status["Status"] == "Revoked"
     # the replacement is served after the reload
     assert _served_serial(host.ipv4, host.fqdn) != before
+
+
+NGINX_TASK = "Install nginx, write the configuration, test it as a whole and roll back if nginx rejects it"
+APACHE_TASK = "Install Apache, enable its modules, write the configuration and test it"
+
+
+def test_hand_edits_missing_files_and_removed_packages_are_repaired(site_fleet):
+    """A no-op reads one hash per file: an edited file, a deleted one or a package dpkg no longer lists is
+    still noticed (check mode reports it and writes nothing) and repaired by the next run."""
+    ctx = site_fleet
+    ngx, apa = ctx["hosts"][NGINX[0]], ctx["hosts"][APACHE[0]]
+    ngx_file = "/etc/nginx/sites-available/portail-main.conf"
+    apa_file = "/etc/apache2/sites-available/portail-main.conf"
+    good_ngx = fleet.exec_in(ngx, ["cat", ngx_file]).stdout
+    good_apa = fleet.exec_in(apa, ["cat", apa_file]).stdout
+    fleet.exec_in(ngx, ["sh", "-c", f"echo '# edited by hand' >> {ngx_file}"], check=True)
+    fleet.exec_in(apa, ["rm", "-f", apa_file], check=True)
+    # nginx "removed" as dpkg sees it, in this host's own /var (the binary stays: /usr is the machine's)
+    status = "/var/lib/dpkg/status"
+    fleet.exec_in(ngx, ["cp", "-p", status, "/var/lib/dpkg/status.portail-test"], check=True)
+    try:
+        fleet.exec_in(
+            ngx,
+            [
+                "sed",
+                "-i",
+                "/^Package: nginx$/,/^$/s/^Status: install ok installed$/Status: deinstall ok config-files/",
+                status,
+            ],
+            check=True,
+        )
+        target = {"portail_target": f"{ngx.name},{apa.name}"}
+        check = _site(ctx, extra_vars=target, check=True)
+        assert check.rc == 0, check.failures()
+        applied = {**check.results(NGINX_TASK), **check.results(APACHE_TASK)}
+        assert applied[ngx.name]["changed"] and applied[apa.name]["changed"]
+        assert applied[ngx.name]["packages_installed"] == ["nginx"]
+        assert applied[ngx.name]["files_changed"] == [ngx_file]
+        assert applied[apa.name]["files_changed"] == [apa_file]
+        assert fleet.exec_in(ngx, ["cat", ngx_file]).stdout.endswith("# edited by hand\n")
+        assert fleet.exec_in(apa, ["test", "-e", apa_file], check=False).returncode != 0
+    finally:
+        # the real package manager must not reinstall into the machine's /usr: put dpkg's view back
+        fleet.exec_in(ngx, ["mv", "-f", "/var/lib/dpkg/status.portail-test", status], check=True)
+    fixed = _site(ctx, extra_vars=target)
+    assert fixed.rc == 0, fixed.failures()
+    assert fixed.changed(ngx.name) > 0 and fixed.changed(apa.name) > 0
+    assert fleet.exec_in(ngx, ["cat", ngx_file]).stdout == good_ngx
+    assert fleet.exec_in(apa, ["cat", apa_file]).stdout == good_apa
+    for h in (ngx, apa):
+        assert _served_serial(h.ipv4, h.fqdn)

@@ -10,11 +10,12 @@ from ansible_collections.portail.https.plugins.plugin_utils._webserver import (
     DEFAULT_SECURITY_HEADERS,
     TLS_CIPHERS,
     WebserverError,
+    cert_paths,
+    host_facts,
     openssl_version,
     plan,
     preload_apex,
-    probe_argv,
-    read_probe,
+    site_files,
     tls_profile,
 )
 
@@ -271,12 +272,9 @@ def test_tls_profile_post_quantum_only_from_openssl_3_5() -> None:
     assert all(c.startswith("ECDHE-") and ("GCM" in c or "CHACHA20" in c) for c in TLS_CIPHERS.split(":"))
 
 
-def test_probe_argv_passes_paths_as_arguments() -> None:
+def test_cert_paths_in_site_order() -> None:
     present = plan([SITE, dict(SITE, name="b", certificate="/c/x@y.pem")], "nginx", settings())["present"]
-    argv = probe_argv(present, "openssl version 2>&1 || true")
-    assert argv[:2] == ["/bin/sh", "-c"] and argv[3] == "portail-probe"
-    assert argv[2].endswith("openssl version 2>&1 || true") and "/etc/ssl" not in argv[2]
-    assert argv[4:] == [
+    assert cert_paths(present) == [
         "/etc/ssl/portail/main/fullchain.pem",
         "/etc/ssl/portail/main/privkey.pem",
         "/c/x@y.pem",
@@ -284,33 +282,38 @@ def test_probe_argv_passes_paths_as_arguments() -> None:
     ]
 
 
-def test_probe_script_runs_in_sh(tmp_path: t.Any) -> None:
-    import subprocess
-
-    (tmp_path / "cert").write_text("x")
-    (tmp_path / "key").write_text("x")
-    present = [
-        {"name": "both", "certificate": str(tmp_path / "cert"), "certificate_key": str(tmp_path / "key")},
-        {"name": "nokey", "certificate": str(tmp_path / "cert"), "certificate_key": str(tmp_path / "none")},
-    ]
-    out = subprocess.run(probe_argv(present, "echo 'OpenSSL 3.5.2 x'"), capture_output=True, text=True, check=True)
-    facts = read_probe(out.stdout, present)
-    assert facts["tls_sites"] == ["both"] and facts["tls"]["post_quantum"] is True
-
-
-def test_read_probe() -> None:
+def test_host_facts() -> None:
     present = [{"name": "a"}, {"name": "b"}, {"name": "c"}]
     nginx = "nginx version: nginx/1.26.3\nbuilt with OpenSSL 3.5.0 8 Apr 2025\n"
-    facts = read_probe("111001\n" + nginx, present)
+    facts = host_facts([True, True, True, False, False, True], nginx, present)
     assert facts["tls_sites"] == ["a"]
     assert facts["nginx_version"] == "1.26.3" and facts["http2_directive"] is True
     assert facts["tls"]["groups"][0] == "X25519MLKEM768"
-    old = read_probe("\nnginx version: nginx/1.22.1\nbuilt with OpenSSL 3.0.22\n", [])
+    old = host_facts([], "nginx version: nginx/1.22.1\nbuilt with OpenSSL 3.0.22\n", [])
     assert old["http2_directive"] is False and old["tls_sites"] == []
-    assert read_probe("", [])["tls"]["post_quantum"] is False
+    assert host_facts([], "", [])["tls"]["post_quantum"] is False
 
 
-@pytest.mark.parametrize("bad", ["1\n", "1111111\n", "11a100\n", "", "11 11 11\n"])
-def test_read_probe_refuses_unexpected_output(bad: str) -> None:
+@pytest.mark.parametrize("exists", [[True], [True] * 7, []])
+def test_host_facts_refuses_a_short_answer(exists: list[bool]) -> None:
     with pytest.raises(WebserverError, match="probe"):
-        read_probe(bad, [{"name": "a"}, {"name": "b"}, {"name": "c"}])
+        host_facts(exists, "", [{"name": "a"}, {"name": "b"}, {"name": "c"}])
+
+
+def test_site_files() -> None:
+    p = {"present": [{"name": "a"}, {"name": "b"}], "absent": ["old"]}
+    debian = site_files(p, "/etc/nginx/sites-available/", "/etc/nginx/sites-enabled", "portail-")
+    assert [d for d, _s in debian["sites"]] == [
+        "/etc/nginx/sites-available/portail-a.conf",
+        "/etc/nginx/sites-available/portail-b.conf",
+    ]
+    assert debian["links"][0] == (
+        "/etc/nginx/sites-enabled/portail-a.conf",
+        "/etc/nginx/sites-available/portail-a.conf",
+    )
+    assert debian["absent"] == [
+        "/etc/nginx/sites-available/portail-old.conf",
+        "/etc/nginx/sites-enabled/portail-old.conf",
+    ]
+    redhat = site_files(p, "/etc/nginx/conf.d", "", "portail-")
+    assert redhat["links"] == [] and redhat["absent"] == ["/etc/nginx/conf.d/portail-old.conf"]
