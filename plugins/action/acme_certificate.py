@@ -81,7 +81,13 @@ class ActionModule(ActionBase):
         except (OSError, UnicodeError) as exc:
             raise AnsibleActionFail(f"cannot read account_key_src {path} on the controller: {exc}") from None
 
-    def _host_call(self, task_vars: dict[str, t.Any], lease: int, run_id: t.Optional[str] = None) -> ShellHost:
+    def _host_call(
+        self,
+        task_vars: dict[str, t.Any],
+        lease: int,
+        run_id: t.Optional[str] = None,
+        record: t.Optional[dict[str, t.Any]] = None,
+    ) -> ShellHost:
         """The host steps: shell scripts run as root by one command each (tls-alpn-01: the host module)."""
 
         def execute(script: str, data: bytes) -> tuple[int, str, str]:
@@ -93,7 +99,7 @@ class ActionModule(ActionBase):
             return self._execute_module(module_name=name, module_args=module_args, task_vars=task_vars)
 
         run_id = run_id or _random.token_hex(16)
-        return ShellHost(execute, run_module, bool(self._task.check_mode), run_id, lease)
+        return ShellHost(execute, run_module, bool(self._task.check_mode), run_id, lease, record)
 
     def _run(self, args: dict[str, t.Any], task_vars: dict[str, t.Any]) -> dict[str, t.Any]:
         specs = build_specs(args)
@@ -149,9 +155,14 @@ class ActionModule(ActionBase):
             lease = int(args["timeout"]) + 60
             if any(s.challenge == "dns-01" and s.dns.get("provider") == "external" for s in specs):
                 lease += 1800
-            host = self._host_call(task_vars, lease, run_ids.pop() or None if run_ids else None)
+            run_id = run_ids.pop() or None if run_ids else None
         except ValueError as exc:
             raise RequestError(f"resume: {exc}") from None
+        try:
+            # the bookkeeping of a no-op run rides on the first inspect (not in the second dns-01 phase)
+            host = self._host_call(task_vars, lease, run_id, None if resume else args.get("record"))
+        except ValueError as exc:
+            raise RequestError(f"{'resume' if run_id else 'record'}: {exc}") from None
         check_mode = bool(self._task.check_mode)
         eab = (args["eab_kid"], args["eab_hmac_key"], args["eab_alg"]) if args.get("eab_kid") else None
         run = CertificateRun(
@@ -194,6 +205,11 @@ class ActionModule(ActionBase):
         if pending:
             out["resume"] = pending
             out["dns_records"] = [dict(r, certificate=o.spec.label) for o in outcomes for r in o.dns_records]
+        if host.recorded is not None:
+            changed = {o.spec.label for o in outcomes if o.changed}
+            # a certificate deployed by this run is served after the reload, not yet
+            served = {k: v for k, v in host.recorded["served"].items() if k not in changed}
+            out["record"] = dict(host.recorded, served=served)
         warnings = [w for o in outcomes for w in o.warnings]
         if warnings:
             out["warnings"] = warnings

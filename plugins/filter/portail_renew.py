@@ -11,6 +11,7 @@ from __future__ import annotations
 import typing as t
 
 from ansible.errors import AnsibleFilterError
+from ansible.utils.display import Display
 from ansible_collections.portail.https.plugins.plugin_utils import _renew_state as rs
 from ansible_collections.portail.https.plugins.plugin_utils import _systemd
 
@@ -30,7 +31,11 @@ def _wrap(func: t.Callable[..., t.Any]) -> t.Callable[..., t.Any]:
 def certificate_plan(
     certificate_list: t.Any, host: str, groups: t.Mapping[str, t.Any], defaults: t.Mapping[str, t.Any]
 ) -> dict[str, t.Any]:
-    return rs.plan(certificate_list, host=host, groups=groups, defaults=defaults)
+    planned = rs.plan(certificate_list, host=host, groups=groups, defaults=defaults)
+    # said here rather than by a task of its own: a task costs every host of every run a worker
+    for warning in planned["warnings"]:
+        Display().warning(f"{host}: {warning}")
+    return planned
 
 
 def certificate_facts(
@@ -60,6 +65,7 @@ def certificate_record_command(
     keep_when_unchanged: bool = True,
     fraction: float = 0.333,
     now: t.Any = None,
+    recorded: t.Any = None,
 ) -> str:
     return rs.record_command(
         entries,
@@ -68,6 +74,7 @@ def certificate_record_command(
         keep_when_unchanged=bool(keep_when_unchanged),
         fraction=float(fraction),
         now=now,
+        recorded=recorded,
     )
 
 

@@ -339,6 +339,20 @@ options:
     description: How many certificates of O(certificates) are processed at the same time.
     type: int
     default: 4
+  record:
+    description:
+      - The bookkeeping of the P(portail.https.certificate#role) role, done in the first host round trip
+        the task makes anyway, so that a run with nothing to change costs that single round trip.
+      - Keys C(fact_file) (the role's fact file, required), C(metrics_dir) (node_exporter's textfile
+        directory; empty for none), C(certificates) (a list of C(name) and C(names) to label the metrics with),
+        C(served_port) (where the web server answers TLS; V(0) to skip that probe) and C(served_address)
+        (an IP address, default V(127.0.0.1)).
+      - The task then reads the first 48 bytes of the fact file (the digest of the state it records), says
+        whether the metrics file exists, rewrites C(portail_https_check.prom) in O(record) C(metrics_dir) with
+        the host's clock (not in check mode; the directory must belong to root and be writable by root only)
+        and reads the serial of the certificate served for the first DNS name of each certificate. See RV(record).
+      - Not done in the second phase of O(resume).
+    type: dict
 notes:
   - The ACME account is looked up (or created) only when an order is needed.
   - Polling honours C(Retry-After) and stops at O(timeout).
@@ -483,4 +497,19 @@ acme_retries:
   returned: always
   type: int
   sample: 0
+record:
+  description:
+    - What the first host round trip found for O(record).
+    - C(head) is the start of the fact file (empty when there is none), C(metrics) is V(present), V(missing),
+      V(absent) (no such directory) or V(untrusted), C(check) is what became of C(portail_https_check.prom)
+      (V(written), V(skipped) in check mode, V(absent), V(untrusted), V(failed)), and C(served) maps each
+      certificate to the serial (lowercase hex) served on C(served_address:served_port), for the certificates
+      this run did not change and for which something answered.
+  returned: when O(record) is set and a host round trip was made
+  type: dict
+  sample:
+    head: "{\n  \"state\": \"0f3c...\","
+    metrics: present
+    check: written
+    served: {"www": "4a1f0c"}
 """

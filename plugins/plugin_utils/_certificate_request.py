@@ -76,6 +76,7 @@ OPTIONS: dict[str, dict[str, t.Any]] = {
     "abort": {"type": "bool", "default": False},
     "timeout": {"type": "float", "default": 300},
     "concurrency": {"type": "int", "default": 4},
+    "record": {"type": "dict"},
 }
 _OURS = ("item", "item_only")
 

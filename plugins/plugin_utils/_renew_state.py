@@ -12,6 +12,12 @@ the certificates themselves (names, serial, validity, issuer, renewal window, re
 changed nothing sends the digest along, and the host keeps its file when the prefix matches, so a no-op
 run neither rewrites the file nor needs to read it first (the one write step costs one SSH execution
 and no Python on the host).
+
+Cheaper still, acme_certificate's first host round trip (its ``record`` option) reads that prefix
+(``RECORDED_LENGTH`` bytes), says whether the metrics file exists, probes the serial served on port 443
+and rewrites the one file whose content moves at every run, ``portail_https_check.prom`` (the check
+time, from ``check_metrics``). ``record_command(..., recorded=...)`` is then empty when the fact file
+and the metrics file already say what this run would write: a no-op run costs that single round trip.
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ STATE_FIELDS = (
     "window_end",
     "last_result",
     "served_serial",
+    "renew_after",
 )
 
 
@@ -339,10 +346,39 @@ METRICS = (
     ("renewal_window_start_seconds", "Start of the renewal window suggested by the CA through ARI (Unix time)."),
     ("renewal_window_end_seconds", "End of the renewal window suggested by the CA through ARI (Unix time)."),
     ("last_renewal_success", "1 when the last run kept or renewed the certificate, 0 when it failed."),
-    ("last_check_timestamp_seconds", "When the last renew or site run checked the certificate (Unix time)."),
     ("overdue", "1 when the certificate should have been renewed by now and was not."),
     ("served_matches", "1 when the certificate served on port 443 is the one on disk (when checked)."),
 )
+
+
+def _labels(name: str, names: t.Any) -> str:
+    return f'certificate="{_label(str(name))}",names="{_label(",".join(str(n) for n in names or []))}"'
+
+
+def _same_serial(a: t.Any, b: t.Any) -> bool:
+    """Serials as hex text, whatever the case, colons or leading zeros."""
+    return str(a).replace(":", "").lower().lstrip("0") == str(b or "").replace(":", "").lower().lstrip("0")
+
+
+CHECK_METRIC = (
+    "portail_https_certificate_last_check_timestamp_seconds",
+    "When the last renew or site run checked the certificate (Unix time).",
+)
+CHECK_FILE = "portail_https_check.prom"
+MAIN_FILE = "portail_https.prom"
+
+
+def check_metrics(certificates: t.Sequence[t.Mapping[str, t.Any]]) -> str:
+    """The check-time file without its values: the host appends its own clock (`date +%s`) to each sample.
+
+    Kept apart from portail_https.prom, whose content only changes with the certificates, so that a run
+    that changed nothing rewrites this small file in the round trip it makes anyway, and nothing else.
+    """
+    name, help_text = CHECK_METRIC
+    lines = [f"# HELP {name} {help_text}", f"# TYPE {name} gauge"]
+    for cert in sorted(certificates, key=lambda c: str(c.get("name"))):
+        lines.append(f"{name}{{{_labels(cert.get('name', ''), cert.get('names'))}}}")
+    return "\n".join(lines) + "\n"
 
 
 def metrics(entries: t.Mapping[str, t.Mapping[str, t.Any]], *, now: t.Any = None, fraction: float = 0.333) -> str:
@@ -366,17 +402,15 @@ def metrics(entries: t.Mapping[str, t.Mapping[str, t.Any]], *, now: t.Any = None
                 value = parsed.timestamp() if parsed else None
             elif metric == "last_renewal_success":
                 value = 0.0 if e.get("last_result") == "failed" else 1.0
-            elif metric == "last_check_timestamp_seconds":
-                value = when.timestamp()
             elif metric == "overdue":
                 value = 1.0 if (e.get("last_result") == "failed" and overdue(e, when, fraction)) else 0.0
             elif "served_serial" not in e:
                 value = None
             else:
-                value = 1.0 if e.get("served_serial") and e.get("served_serial") == e.get("serial") else 0.0
+                value = 1.0 if e.get("served_serial") and _same_serial(e["served_serial"], e.get("serial")) else 0.0
             if value is None:
                 continue
-            label = f'certificate="{_label(name)}",names="{_label(",".join(e.get("names") or []))}"'
+            label = _labels(name, e.get("names"))
             samples.append(f"{full}{{{label}}} {value:.0f}")
         if samples:
             lines.append(f"# HELP {full} {help_text}")
@@ -438,6 +472,24 @@ def _check_path(path: str, what: str) -> str:
     return path
 
 
+#: bytes of the fact file that identify its state: '{\n  "state": "' + 32 hex digits + '",'
+RECORDED_LENGTH = 48
+
+
+def up_to_date(prefix: str, recorded: t.Any, metrics_dir: str) -> bool:
+    """True when what acme_certificate's first round trip saw on the host is what this run would write.
+
+    recorded: acme_certificate's ``record`` result (``head``: the fact file's first RECORDED_LENGTH bytes,
+    ``metrics``: present | missing | absent (no such directory) | untrusted, ``check``: what became of
+    the check-time file). Anything unknown or odd means: write (the record command then says why).
+    """
+    if not isinstance(recorded, dict) or recorded.get("head") != prefix:
+        return False
+    if not metrics_dir:
+        return True
+    return recorded.get("metrics") in ("present", "absent") and recorded.get("check") in ("written", "absent")
+
+
 def record_command(
     entries: t.Mapping[str, t.Mapping[str, t.Any]],
     *,
@@ -446,21 +498,28 @@ def record_command(
     keep_when_unchanged: bool = True,
     now: t.Any = None,
     fraction: float = 0.333,
+    recorded: t.Any = None,
 ) -> str:
     """One POSIX sh command (for ansible.builtin.raw) that writes the fact file and the metrics file.
 
-    Prints 'written:facts' when the fact file changed, 'kept:facts'/'same:facts' otherwise; the metrics
-    file (rewritten at every run, its check timestamps move) is reported as ':metrics'. Refuses symlinks
-    and directories that anyone but root can write. File content travels base64-encoded, so no byte of
-    it is ever read by the shell as syntax.
+    Prints 'written:facts' when the fact file changed, 'kept:facts'/'same:facts' otherwise, and the
+    same for ':metrics' (its content changes with the certificates only; the check time lives in
+    portail_https_check.prom). Refuses symlinks and directories that anyone but root can write. File
+    content travels base64-encoded, so no byte of it is ever read by the shell as syntax. Returns ''
+    when ``recorded`` (acme_certificate's ``record`` result) shows both files already up to date and
+    ``keep_when_unchanged`` holds: there is nothing to send.
     """
     fact_path = _check_path(fact_file, "certificate_fact_file")
     text, prefix = fact_document(entries)
+    if metrics_dir:
+        _check_path(metrics_dir.rstrip("/") + "/" + MAIN_FILE, "certificate_metrics_dir")
+    if keep_when_unchanged and up_to_date(prefix, recorded, metrics_dir):
+        return ""
     parts = [_SCRIPT]
     keep = prefix if keep_when_unchanged else ""
     parts.append(f"put facts {shlex.quote(fact_path)} {shlex.quote(keep)} {_b64(text)} yes")
     if metrics_dir:
-        prom = _check_path(metrics_dir.rstrip("/") + "/portail_https.prom", "certificate_metrics_dir")
+        prom = _check_path(metrics_dir.rstrip("/") + "/" + MAIN_FILE, "certificate_metrics_dir")
         parts.append(f"put metrics {shlex.quote(prom)} '' {_b64(metrics(entries, now=now, fraction=fraction))} no")
     return "/bin/sh -c " + shlex.quote("\n".join(parts) + "\n")
 
@@ -591,7 +650,7 @@ def report_rows(
                 served_serial = live_by_cert[name]
             serial = str(c.get("serial") or "")
             if serial and (served_serial or checked):
-                same = served_serial.lower().lstrip("0") == serial.lower().lstrip("0")
+                same = _same_serial(served_serial, serial)
                 served_state = "match" if served_serial and same else "mismatch"
             else:
                 served_state = ""

@@ -139,22 +139,25 @@ def test_renew_over_an_inventory_issues_skips_and_then_does_nothing(renew_fleet)
     assert not_after["main"] == datetime.fromisoformat(facts["main"]["not_after"]).timestamp()
     success = families["portail_https_certificate_last_renewal_success"].samples
     assert {s.value for s in success} == {1.0}
-    check_before = families["portail_https_certificate_last_check_timestamp_seconds"].samples[0].value
+    assert "portail_https_certificate_last_check_timestamp_seconds" not in families
+    check_file = f"{METRICS_DIR}/portail_https_check.prom"
+    checked = text_string_to_metric_families(_sh(good, f"cat {check_file}"))
+    check_before = {s.labels["certificate"]: s.value for f in checked for s in f.samples}
+    assert set(check_before) == {"main", "pool"}
     assert _sh(pooled, f"ls {METRICS_DIR} 2>/dev/null || echo none").strip() == "none"  # not created
 
-    before = _sh(good, f"stat -c '%i %Y' {FACTS}")
+    before = _sh(good, f"stat -c '%i %Y' {FACTS} {METRICS_DIR}/portail_https.prom")
+    time.sleep(1.1)  # the check time has a one-second resolution
     second = _renew(ctx, target)
     assert second.rc == 0, second.failures()
     assert second.changed() == 0, {h: s for h, s in second.stats.items() if s.get("changed")}
     assert _summary(second) == ["nothing renewed, nothing failed"]
-    assert _sh(good, f"stat -c '%i %Y' {FACTS}") == before  # not rewritten
-    prom2 = _sh(good, f"cat {METRICS_DIR}/portail_https.prom")
-    check_after = (
-        next(f for f in text_string_to_metric_families(prom2) if f.name.endswith("last_check_timestamp_seconds"))
-        .samples[0]
-        .value
-    )
-    assert check_after >= check_before
+    assert _sh(good, f"stat -c '%i %Y' {FACTS} {METRICS_DIR}/portail_https.prom") == before  # not rewritten
+    # nothing to write: the record step was not even sent, the check time moved in acme_certificate's round trip
+    assert second.results("Record the certificate facts and metrics")[f"fleet{GOOD}"].get("skipped") is True
+    checked = text_string_to_metric_families(_sh(good, f"cat {check_file}"))
+    check_after = {s.labels["certificate"]: s.value for f in checked for s in f.samples}
+    assert all(check_after[name] > check_before[name] for name in check_before)
 
     # a removed fact file and a pool file whose owner drifted are noticed and repaired
     _sh(pooled, f"rm {FACTS}; chown root /etc/ssl/portail/pool/cert.pem")
@@ -305,6 +308,20 @@ def test_report_lists_every_host_flags_problems_and_renders(renew_fleet, tmp_pat
         " -key privkey.pem -www >/dev/null 2>&1 & echo $!",
     ).strip()
     try:
+        # a renew run reads what is served (in acme_certificate's round trip) and records it
+        renewed = _renew(ctx, f"fleet{GOOD}")
+        assert renewed.rc == 0, renewed.failures()
+        recorded = _facts(good)["certificates"]
+        assert recorded["main"]["served_serial"] == recorded["main"]["serial"]
+        assert recorded["pool"].get("served_serial") in (None, recorded["main"]["serial"])
+        prom = text_string_to_metric_families(_sh(good, f"cat {METRICS_DIR}/portail_https.prom"))
+        matches = {
+            s.labels["certificate"]: s.value
+            for f in prom
+            if f.name == "portail_https_certificate_served_matches"
+            for s in f.samples
+        }
+        assert matches["main"] == 1.0
         # the report role from a playbook in tmp_path: the default destination is next to the playbook
         playbook = tmp_path / "report.yml"
         playbook.write_text(

@@ -26,6 +26,9 @@ Steps and results (beyond ``changed``):
 - ``discard`` -> ``removed``; ``http01_place`` -> ``files``, ``created_dirs``; ``http01_cleanup`` ->
   ``removed``; ``alpn_start`` -> ``responder``; ``alpn_stop``.
 
+With ``record`` (acme_certificate's option of that name), the first ``inspect`` of the task also does
+the bookkeeping of a no-op run (see ``_record``); ``ShellHost.recorded`` then holds what it found.
+
 The lock is a lease directory ``<store>/lock`` (atomic mkdir, root's) holding ``owner`` (run id and expiry)
 and the pending key: an expired lease is removed with its key by the next run, even a no-op inspect.
 See ``_certfiles`` for the store layout and ``_shell`` for the framing.
@@ -33,10 +36,11 @@ See ``_certfiles`` for the store layout and ``_shell`` for the framing.
 
 from __future__ import annotations
 
+import threading
 import typing as t
 
 from ansible_collections.portail.https.plugins.plugin_utils._certificate_run import HostError
-from ansible_collections.portail.https.plugins.plugin_utils._hoststeps import _certfiles, _facts, _http01
+from ansible_collections.portail.https.plugins.plugin_utils._hoststeps import _certfiles, _facts, _http01, _record
 from ansible_collections.portail.https.plugins.plugin_utils._hoststeps import _shell as sh
 
 HOST_MODULE = "portail.https.acme_certificate_host"
@@ -62,9 +66,15 @@ class ShellHost:
         check_mode: bool,
         run_id: str,
         lease_seconds: int = 1800,
+        record: t.Optional[t.Mapping[str, t.Any]] = None,
     ) -> None:
         if not sh.RUN_ID_RE.match(run_id):
             raise ValueError("run_id must be 8 to 64 characters of [A-Za-z0-9_-]")
+        if record:
+            _record.lines(record)  # bad input fails here, before any host is contacted
+        self.record = dict(record) if record else None
+        self.recorded: t.Optional[dict[str, t.Any]] = None
+        self._record_lock = threading.Lock()
         self.execute = execute
         self.run_module = run_module
         self.check_mode = check_mode
@@ -176,12 +186,17 @@ class ShellHost:
     def _inspect(self, args: dict[str, t.Any]) -> dict[str, t.Any]:
         files = _certfiles.Files(args)
         roots = list(args.get("webroot") or []) + list(args.get("challenge_dir") or [])
+        record = None
+        with self._record_lock:
+            if self.record is not None:
+                record, self.record = self.record, None  # the first inspect of the task, only
         script = _certfiles.inspect_script(
             args,
             self.run_id,
             check=self.check_mode,
             prepare=bool(args.get("prepare_if_due")) and bool(args.get("names")),
             ttl=self.lease_seconds,
+            extra=_record.lines(record) if record else None,
         )
         lines = self._run("inspect", script, names=self._names(files))
         n = len(files.paths)
@@ -200,6 +215,8 @@ class ShellHost:
         if locked and locked[0].isdigit():
             state["locked"] = {"expires_in": int(locked[0])}
         blocks = {w[1]: sh.unb64(w[2]) for w in lines if len(w) == 3 and w[0] == "blk"}
+        if record:
+            self.recorded = _record.parse(record, lines, blocks)
         key_der = None
         if 0 not in missing:
             pub = _facts.public_key_der(blocks.get("keypub", b""))

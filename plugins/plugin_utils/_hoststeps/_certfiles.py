@@ -211,7 +211,16 @@ def prepare_lines(args: t.Mapping[str, t.Any], files: Files, *, fail_if_locked: 
     return [*out, "fi"] if not fail_if_locked else out
 
 
-def inspect_script(args: t.Mapping[str, t.Any], run_id: str, *, check: bool, prepare: bool, ttl: int) -> str:
+def inspect_script(
+    args: t.Mapping[str, t.Any],
+    run_id: str,
+    *,
+    check: bool,
+    prepare: bool,
+    ttl: int,
+    extra: t.Optional[list[str]] = None,
+) -> str:
+    """The inspect step; ``extra``: lines run after it, before ``say done`` (acme_certificate's record)."""
     files = Files(args)
     roots = list(args.get("webroot") or []) + list(args.get("challenge_dir") or [])
     out = files.head(run_id, check, ttl)
@@ -254,6 +263,7 @@ def inspect_script(args: t.Mapping[str, t.Any], run_id: str, *, check: bool, pre
         out.append(f'if [ {due} = 1 ] && [ -z "${{NOWEB:-}}" ] && [ "$LEASE" != other ]; then')
         out += ["  " + line for line in prepare_lines(args, files, fail_if_locked=False)]
         out.append("fi")
+    out += extra or []
     out.append("say done")
     return "\n".join(out)
 

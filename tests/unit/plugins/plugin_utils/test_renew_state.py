@@ -145,8 +145,39 @@ def test_metrics_parse_with_the_prometheus_rules():
     assert [(s.labels["certificate"], s.value) for s in served] == [('we"ird\\name', 0.0)]
     start = families["portail_https_certificate_renewal_window_start_seconds"].samples[0]
     assert start.value == 1781049600.0
-    check = families["portail_https_certificate_last_check_timestamp_seconds"].samples[0]
-    assert check.value == 1780272000.0
+    # the check time lives in its own file (the host adds its clock): this one only moves with the certificates
+    assert "portail_https_certificate_last_check_timestamp_seconds" not in families
+    assert rs.metrics(entries, now="2027-01-01T00:00:00Z") == text
+    template = rs.check_metrics([{"name": "www", "names": ["a", "b"]}, {"name": 'we"ird', "names": []}])
+    lines = template.splitlines(True)
+    filled = "".join(line if line.startswith("#") else line.rstrip() + " 1780272000\n" for line in lines)
+    check = {f.name: f for f in text_string_to_metric_families(filled)}[rs.CHECK_METRIC[0]].samples
+    assert [(c.labels["certificate"], c.labels["names"], c.value) for c in check] == [
+        ('we"ird', "", 1780272000.0),
+        ("www", "a,b", 1780272000.0),
+    ]
+
+
+def test_record_command_is_empty_when_the_host_already_records_this_state():
+    entries = rs.facts(OWN, _result(), now=NOW)
+    _text, prefix = rs.fact_document(entries)
+    seen = {"head": prefix, "metrics": "present", "check": "written", "served": {}}
+    args = {"fact_file": "/etc/ansible/facts.d/portail_https.fact", "metrics_dir": "/var/lib/node"}
+    assert rs.record_command(entries, recorded=seen, **args) == ""
+    assert rs.record_command(entries, recorded=dict(seen, metrics="absent", check="absent"), **args) == ""
+    assert rs.record_command(entries, recorded=dict(seen, metrics="missing"), **args) != ""
+    assert rs.record_command(entries, recorded=dict(seen, check="untrusted", metrics="untrusted"), **args) != ""
+    assert rs.record_command(entries, recorded=dict(seen, head=prefix[:-1] + "x"), **args) != ""
+    assert rs.record_command(entries, recorded=None, **args) != ""
+    # after a failure the role always writes
+    assert rs.record_command(entries, recorded=seen, keep_when_unchanged=False, **args) != ""
+    # without metrics only the fact file matters
+    assert rs.record_command(entries, recorded=dict(seen, metrics="", check=""), fact_file=args["fact_file"]) == ""
+    # a served serial or a different ARI point changes the state
+    served = rs.facts(OWN, _result(), now=NOW, served={"www": "0abd"})
+    assert rs.record_command(served, recorded=seen, **args) != ""
+    moved = rs.facts(OWN, _result(renew_at="2026-06-20T00:00:00Z"), now=NOW)
+    assert rs.record_command(moved, recorded=seen, **args) != ""
 
 
 @pytest.fixture
