@@ -41,7 +41,7 @@ sys.path.insert(0, str(REPO))
 from cryptography.hazmat.primitives import serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 
-from tests import conftest  # noqa: E402,F401  (links build/collections to this checkout, as pytest does)
+from tests import conftest  # noqa: E402  (links build/collections to this checkout, as pytest does)
 from tests.fleet import fleet  # noqa: E402
 from tests.integration.harness import ansible_env, rig_facts  # noqa: E402
 
@@ -161,6 +161,8 @@ def main() -> int:
     parser.add_argument("--counts", action="store_true", help="count SSH executions and Python starts for every N")
     opts = parser.parse_args()
     WORK.mkdir(parents=True, exist_ok=True)
+    if not (conftest.COLLECTIONS / "ansible_collections" / "portail" / "https").is_dir():
+        raise SystemExit(f"the collection is not linked under {conftest.COLLECTIONS}")
     os.environ.setdefault("PORTAIL_RIG_DIR", str(REPO / "build" / "rig"))
     rig = rig_facts()
     account = WORK / "account.key"
