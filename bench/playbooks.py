@@ -13,9 +13,14 @@ the rig as the CA) and times, with the same inventory and forks=N:
 
 then prints the ratios the project tracks (site no-op / ping, renew no-op / raw, site first run / bare
 rollout) and, from one -vvv run of each no-op playbook, the SSH executions and Python module starts per
-host. Nothing here is asserted anywhere: it is a measurement.
+host (for N <= 10, or every N with --counts). Nothing here is asserted anywhere: it is a measurement.
 
-Usage: .venv/bin/python bench/playbooks.py [--first 90] [--repeat 3] [N ...]    (needs `make rig`)
+Hosts are fleet indices FIRST .. FIRST+N-1 (default 30, the benchmark area of tests/README.md: N = 50
+uses 30-79); every N reuses them. Hold the bench lock so that benches never overlap:
+
+  flock /tmp/portail-bench.lock .venv/bin/python bench/playbooks.py [--first 30] [--repeat 3] [--counts] [N ...]
+
+(needs the rig: `make rig`, or PORTAIL_RIG_DIR pointing at a running one)
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ sys.path.insert(0, str(REPO))
 from cryptography.hazmat.primitives import serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 
+from tests import conftest  # noqa: E402  (links build/collections to this checkout, as pytest does)
 from tests.fleet import fleet  # noqa: E402
 from tests.integration.harness import ansible_env, rig_facts  # noqa: E402
 
@@ -107,7 +113,9 @@ def changed_total(output: str) -> int:
     return sum(int(c) for c in re.findall(r"changed=(\d+)", output))
 
 
-def bench(n: int, first: int, repeat: int, rig: dict[str, str], account: Path) -> dict[str, float]:
+def bench(
+    n: int, first: int, repeat: int, rig: dict[str, str], account: Path, counts_always: bool = False
+) -> dict[str, float]:
     hosts = fleet.up(range(first, first + n))
     inv = inventory(hosts, rig, account)
 
@@ -135,7 +143,7 @@ def bench(n: int, first: int, repeat: int, rig: dict[str, str], account: Path) -
         runs = [timed(playbook("renew.yml"), n) for _i in range(repeat)]
         out["renew-noop"] = statistics.median(w for w, _out in runs)
         out["renew-noop-changed"] = float(changed_total(runs[-1][1]))
-        if n <= 10:
+        if n <= 10 or counts_always:
             _wall, text = timed(playbook("site.yml"), n, verbose=True)
             out["site-ssh/host"], out["site-python/host"] = counts(text, n)
             _wall, text = timed(playbook("renew.yml"), n, verbose=True)
@@ -148,10 +156,13 @@ def bench(n: int, first: int, repeat: int, rig: dict[str, str], account: Path) -
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
     parser.add_argument("sizes", nargs="*", type=int, default=[10, 50])
-    parser.add_argument("--first", type=int, default=90, help="first fleet index (tests/README.md lists the areas)")
+    parser.add_argument("--first", type=int, default=30, help="first fleet index (tests/README.md lists the areas)")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--counts", action="store_true", help="count SSH executions and Python starts for every N")
     opts = parser.parse_args()
     WORK.mkdir(parents=True, exist_ok=True)
+    if not (conftest.COLLECTIONS / "ansible_collections" / "portail" / "https").is_dir():
+        raise SystemExit(f"the collection is not linked under {conftest.COLLECTIONS}")
     os.environ.setdefault("PORTAIL_RIG_DIR", str(REPO / "build" / "rig"))
     rig = rig_facts()
     account = WORK / "account.key"
@@ -164,7 +175,7 @@ def main() -> int:
         )
         account.chmod(0o600)
     for n in opts.sizes:
-        r = bench(n, opts.first, opts.repeat, rig, account)
+        r = bench(n, opts.first, opts.repeat, rig, account, opts.counts)
         print(f"\nN = {n} hosts, forks = {n}, medians of {opts.repeat}")
         for key in ("raw", "ping", "bare-1st", "bare", "site-1st", "site-noop", "renew-noop"):
             print(f"  {key:<11} {r[key]:7.1f} s")

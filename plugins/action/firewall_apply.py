@@ -3,7 +3,12 @@
 """Action plugin of portail.https.firewall_apply: apply (arm + one atomic change) on the host, then drop
 the connection, open a NEW one and confirm, all inside this host's task. The time between the change
 and its confirmation therefore does not grow with the number of hosts or forks (a role doing
-"apply" and "confirm" as two tasks waits for every other host's "apply" in between)."""
+"apply" and "confirm" as two tasks waits for every other host's "apply" in between).
+
+With ``backend: auto`` the module finds the firewall in the same run, and with ``verify_host`` this
+plugin then opens ports 80, 443 and the SSH ports kept from the controller, in its own process (the
+code of portail.https.port_probe): a firewall role with nothing to change is one Python start on the host
+and none on the controller."""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ import typing as t
 
 from ansible.errors import AnsibleConnectionFailure
 from ansible.plugins.action import ActionBase
+from ansible_collections.portail.https.plugins.modules import port_probe
 
 MODULE = "portail.https.firewall_apply"
 CONFIRM = "portail.https.firewall_rollback"
@@ -22,14 +28,46 @@ class ActionModule(ActionBase):
     def run(self, tmp: t.Any = None, task_vars: t.Optional[dict[str, t.Any]] = None) -> dict[str, t.Any]:
         result = super().run(tmp, task_vars)
         args = dict(self._task.args)
+        verify_host = str(args.pop("verify_host", "") or "")
+        verify_timeout = float(args.pop("verify_timeout", 3))
         transport = str(getattr(self._connection, "transport", "ssh") or "ssh").rsplit(".", 1)[-1]
         args.setdefault("connection", transport)
         confirm = bool(args.get("confirm", True))
         applied = self._execute_module(MODULE, module_args=args, task_vars=task_vars)
         result.update(applied)
-        rollback = applied.get("rollback") or {}
-        if applied.get("failed") or not rollback.get("id") or not confirm or self._task.check_mode:
+        if applied.get("failed"):
             return result
+        drops = [c for c in applied.get("foreign_input_chains") or [] if c.get("policy") == "drop"]
+        if drops:
+            result.setdefault("warnings", []).append(
+                f"Other nftables input chains exist: {', '.join(str(c.get('table')) for c in drops)}. A packet must"
+                " be accepted by every input chain: if one of them drops ports 80/443, open them there too."
+            )
+        rollback = applied.get("rollback") or {}
+        if (
+            rollback.get("id")
+            and confirm
+            and not self._task.check_mode
+            and not self._confirm(result, rollback, args, task_vars)
+        ):
+            return result
+        if verify_host and not self._task.check_mode:
+            ports = [80, 443, *[int(p) for p in applied.get("ssh_ports") or []]]
+            probed = port_probe.run(
+                {"host": verify_host, "ports": [], "timeout": verify_timeout, "expect": {}, "reachable": ports}
+            )
+            result["probe"] = probed.get("ports", {})
+            if probed.get("failed"):
+                result.update(failed=True, msg=f"the firewall is in place but from the controller: {probed['msg']}")
+        return result
+
+    def _confirm(
+        self,
+        result: dict[str, t.Any],
+        rollback: dict[str, t.Any],
+        args: dict[str, t.Any],
+        task_vars: t.Optional[dict[str, t.Any]],
+    ) -> bool:
         # The change may have cut us off: only a brand-new connection proves it did not.
         try:
             self._connection.reset()
@@ -45,9 +83,9 @@ class ActionModule(ActionBase):
                     f"by itself in at most {args.get('rollback_timeout', 60)} s (rollback {rollback['id']})"
                 ),
             )
-            return result
+            return False
         if confirmed.get("failed") or confirmed.get("unreachable"):
             result.update(failed=True, msg=f"confirmation failed: {confirmed.get('msg', '')}")
-            return result
+            return False
         result["confirmed"] = True
-        return result
+        return True

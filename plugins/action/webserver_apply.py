@@ -58,6 +58,7 @@ class ActionModule(ActionBase):
                 mods_dir=args["mods_dir"],
                 enable_command=args["enable_command"],
                 validate_command=list(args["validate_command"]),
+                service=args["service"],
             ).check()
         except (ValueError, KeyError, TypeError) as exc:
             result.update(failed=True, changed=False, msg=f"webserver_apply: {exc}. Nothing was changed.")
@@ -115,11 +116,16 @@ class ActionModule(ActionBase):
                 {"before_header": p, "after_header": p, "before": "present\n", "after": "absent\n"}
                 for p in result["removed"]
             ]
-        if not change:
-            result.update(changed=changed, msg="; ".join(done) or "configuration up to date")
-            return result
-        if check:
-            result.update(changed=True, msg="would write the configuration")
+        wanted_service = args["service"] and not wh.service_ok(
+            probe.service, args["service_state"], args["service_enabled"]
+        )
+        if not change or check:
+            if wanted_service and not self._service(args, result, done):
+                result["changed"] = changed
+                return result
+            changed = changed or bool(result.get("service_changed")) or bool(change)
+            default = "would write the configuration" if change else "configuration up to date"
+            result.update(changed=changed, msg="; ".join(done + ([default] if change else [])) or default)
             return result
         script = wh.switch_script(layout, change, run_id)
         rc, stdout, stderr = self._execute(script)
@@ -136,7 +142,10 @@ class ActionModule(ActionBase):
                 msg += ": " + sh.unb64(test[0]).decode("utf-8", "replace").strip()
             result.update(failed=True, changed=changed, msg=msg, stderr=msg)
             return result
-        result.update(changed=True, msg="configuration written and tested")
+        result["changed"] = True
+        if wanted_service and not self._service(args, result, done):
+            return result
+        result.update(changed=True, msg="; ".join([*done, "configuration written and tested"]))
         return result
 
     # -- plumbing ---------------------------------------------------------------------------------------
@@ -165,10 +174,17 @@ class ActionModule(ActionBase):
 
     def _package(self, names: list[str]) -> dict[str, t.Any]:
         """ansible.builtin.package (an action: it picks apt, dnf... from the pkg_mgr fact or asks the host)."""
+        try:
+            return self._action("ansible.legacy.package", {"name": names, "state": "present"})
+        except _Failed as exc:
+            raise _Failed(f"installing {', '.join(names)}: {exc}") from None
+
+    def _action(self, name: str, module_args: dict[str, t.Any]) -> dict[str, t.Any]:
+        """Another action (package, service: they find the host's package or service manager themselves)."""
         task = self._task.copy()
-        task.args = {"name": names, "state": "present"}
+        task.args = module_args
         action = self._shared_loader_obj.action_loader.get(
-            "ansible.legacy.package",
+            name,
             task=task,
             connection=self._connection,
             play_context=self._play_context,
@@ -178,8 +194,24 @@ class ActionModule(ActionBase):
         )
         res = t.cast(dict[str, t.Any], action.run(task_vars=self._vars))
         if res.get("failed") or res.get("unreachable"):
-            raise _Failed(f"installing {', '.join(names)}: {res.get('msg') or 'failed'}")
+            raise _Failed(str(res.get("msg") or "failed"))
         return res
+
+    def _service(self, args: dict[str, t.Any], result: dict[str, t.Any], done: list[str]) -> bool:
+        """The service as wanted, through ansible.builtin.service (only when the probe did not see it so),
+        with the configuration already in place so that a start reads the new files. False on failure
+        (the result says why)."""
+        sargs: dict[str, t.Any] = {"name": args["service"], "state": args["service_state"]}
+        if args["service_enabled"] is not None:
+            sargs["enabled"] = args["service_enabled"]
+        try:
+            res = self._action("ansible.legacy.service", sargs)
+        except (_Failed, AnsibleError) as exc:
+            result.update(failed=True, msg=f"webserver_apply: service {args['service']}: {exc}")
+            return False
+        done.append(f"service {args['service']} {args['service_state']}")
+        result["service_changed"] = bool(res.get("changed"))
+        return True
 
     def _render(
         self, spec: dict[str, t.Any], facts: dict[str, t.Any], facts_var: str, task_vars: dict[str, t.Any]

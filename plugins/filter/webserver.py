@@ -1,6 +1,6 @@
 # Copyright: (c) 2026, portail.https contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Filters portail.https.webserver_plan and portail.https.webserver_tls, the shared core of the nginx
+"""Filters portail.https.webserver_plan, webserver_tls and webserver_os_family, the shared core of the nginx
 and Apache roles. The logic lives in plugin_utils/_webserver.py; documentation in the .yml files here.
 """
 
@@ -11,6 +11,7 @@ import typing as t
 from ansible.errors import AnsibleFilterError
 from ansible_collections.portail.https.plugins.plugin_utils._webserver import (
     WebserverError,
+    os_family,
     plan,
     tls_profile,
 )
@@ -40,9 +41,14 @@ def webserver_tls(text: t.Any) -> dict[str, t.Any]:
     return tls_profile(str(text) if text is not None else None)
 
 
+def webserver_os_family(text: t.Any) -> str:
+    return os_family(str(text) if text is not None else "")
+
+
 class FilterModule:
     def filters(self) -> dict[str, t.Callable[..., t.Any]]:
         return {
             "webserver_plan": webserver_plan,
             "webserver_tls": webserver_tls,
+            "webserver_os_family": webserver_os_family,
         }

@@ -65,10 +65,13 @@ attributes:
     support: full
 options:
   backend:
-    description: Firewall to program.
+    description:
+      - Firewall to program. V(auto) picks it as M(portail.https.firewall_info) does (firewalld running, ufw
+        active, our own nftables table or iptables chain, a native nftables ruleset, iptables rules, else
+        nftables), in the same run, and returns it in RV(backend).
     type: str
     required: true
-    choices: [nftables, iptables, ufw, firewalld]
+    choices: [auto, nftables, iptables, ufw, firewalld]
   tcp_ports:
     description: TCP ports to accept (the SSH ports are added).
     type: list
@@ -141,6 +144,17 @@ options:
     description: Set by the action plugin - the connection type; V(local) needs no SSH port.
     type: str
     default: ssh
+  verify_host:
+    description:
+      - After the change (and its confirmation), open ports 80, 443 and the SSH ports kept from the controller,
+        in the controller's process, as M(portail.https.port_probe) delegated to localhost would; the task
+        fails when one of them is filtered or unreachable. Empty skips this. Not done in check mode.
+    type: str
+    default: ""
+  verify_timeout:
+    description: Seconds to wait for each port of O(verify_host).
+    type: float
+    default: 3
   state_dir:
     description:
       - Small state files (the nft listing digests, the iptables policy and ufw default we replaced, the
@@ -163,6 +177,26 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+backend:
+  description: The firewall programmed (the one found, with O(backend=auto)).
+  returned: always
+  type: str
+  sample: nftables
+evidence:
+  description:
+    - Why that backend (with O(backend=auto)), as M(portail.https.firewall_info) returns it; its other
+      findings (C(iptables_variant), C(iptables_alternative), C(nft_tables), C(ufw_active), C(ufw_incoming))
+      are returned too.
+  returned: always
+  type: list
+  elements: str
+  sample: ["nftables tables: inet filter"]
+probe:
+  description:
+    - The ports as seen from the controller (M(portail.https.port_probe)'s C(ports)), with O(verify_host).
+  returned: with O(verify_host), not in check mode
+  type: dict
+  sample: {"80": {"port": 80, "state": "open", "detail": "connected"}}
 ssh_ports:
   description: SSH ports kept open.
   returned: always
@@ -199,9 +233,11 @@ zone:
 """
 
 import os
+import typing as t
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.portail.https.plugins.module_utils import _fwapply, _fwfrontends, _fwrollback, _nft
+from ansible_collections.portail.https.plugins.module_utils._firewall import detect
 
 SBIN = ["/usr/sbin", "/sbin"]
 
@@ -209,7 +245,11 @@ SBIN = ["/usr/sbin", "/sbin"]
 def main() -> None:
     module = AnsibleModule(
         argument_spec={
-            "backend": {"type": "str", "required": True, "choices": ["nftables", "iptables", "ufw", "firewalld"]},
+            "backend": {
+                "type": "str",
+                "required": True,
+                "choices": ["auto", "nftables", "iptables", "ufw", "firewalld"],
+            },
             "tcp_ports": {"type": "list", "elements": "int", "default": []},
             "udp_ports": {"type": "list", "elements": "int", "default": []},
             "ssh_ports": {"type": "list", "elements": "int", "default": []},
@@ -227,6 +267,9 @@ def main() -> None:
             "firewalld_zone": {"type": "str", "default": ""},
             "connection": {"type": "str", "default": "ssh"},
             "state_dir": {"type": "path", "default": "/var/lib/portail-https"},
+            # used by the action plugin on the controller
+            "verify_host": {"type": "str", "default": ""},
+            "verify_timeout": {"type": "float", "default": 3},
         },
         supports_check_mode=True,
     )
@@ -240,6 +283,14 @@ def main() -> None:
     def run(argv: list[str]) -> tuple[int, str, str]:
         return module.run_command(argv)
 
+    found: dict[str, t.Any] = {"backend": p["backend"], "evidence": ["backend given"]}
+    if p["backend"] == "auto":
+
+        def which(name: str) -> t.Optional[str]:
+            return module.get_bin_path(name, opt_dirs=SBIN)
+
+        found = detect(run, which, ("inet", p["nft_table"]), p["iptables_chain"], "nftables")
+    backend = found["backend"]
     try:
         ssh, evidence = _fwapply.ssh_ports(os.environ, p["ssh_ports"], p["connection"], p["default_deny"])
         tcp = sorted(set(p["tcp_ports"]) | set(ssh))
@@ -248,7 +299,7 @@ def main() -> None:
         # one host, one change at a time: a second run waits here (and then finds the first one pending)
         _fwrollback.safe_dir(os.path.dirname(_fwrollback.BASE_DIR), 0o755)
         with _fwapply.host_lock(os.path.join(os.path.dirname(_fwrollback.BASE_DIR), "firewall.lock")):
-            if p["backend"] == "nftables":
+            if backend == "nftables":
                 nft = _nft.Nft(module.get_bin_path("nft", required=True), run)
                 change: _fwapply.Change = _fwapply.NftChange(
                     nft,
@@ -259,7 +310,7 @@ def main() -> None:
                     p["nftables_conf"] if p["persist"] else None,
                     os.path.join(p["state_dir"], "nft"),
                 )
-            elif p["backend"] == "ufw":
+            elif backend == "ufw":
                 change = _fwfrontends.UfwChange(
                     run,
                     module.get_bin_path(p["ufw_command"], required=True, opt_dirs=SBIN),
@@ -268,7 +319,7 @@ def main() -> None:
                     p["default_deny"],
                     os.path.join(p["state_dir"], "ufw.json"),
                 )
-            elif p["backend"] == "firewalld":
+            elif backend == "firewalld":
                 change = _fwfrontends.FirewalldChange(
                     run,
                     module.get_bin_path("firewall-cmd", required=True, opt_dirs=SBIN),
@@ -293,7 +344,7 @@ def main() -> None:
         module.fail_json(msg=str(exc))
     if not module._diff:
         result.pop("diff", None)
-    module.exit_json(ssh_ports=ssh, ssh_evidence=evidence, **result)
+    module.exit_json(ssh_ports=ssh, ssh_evidence=evidence, **found, **result)
 
 
 if __name__ == "__main__":

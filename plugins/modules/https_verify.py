@@ -131,46 +131,45 @@ certificate:
 
 import secrets
 import socket
+import typing as t
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.portail.https.plugins.module_utils._verify import run_checks
 
+ARGUMENT_SPEC: dict[str, dict[str, t.Any]] = {
+    "name": {"type": "str", "required": True},
+    "address": {"type": "str"},
+    "http_port": {"type": "int", "default": 80},
+    "https_port": {"type": "int", "default": 443},
+    "timeout": {"type": "float", "default": 5},
+    "redirect_codes": {"type": "list", "elements": "int", "default": [301, 308]},
+    "expected_serial": {"type": "str"},
+    "ca_file": {"type": "path"},
+    "require_hsts": {"type": "bool", "default": True},
+    "refused_protocols": {
+        "type": "list",
+        "elements": "str",
+        "choices": ["TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"],
+        "default": ["TLSv1", "TLSv1.1"],
+    },
+    "accepted_protocols": {
+        "type": "list",
+        "elements": "str",
+        "choices": ["TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"],
+        "default": ["TLSv1.2", "TLSv1.3"],
+    },
+    "fail_on_error": {"type": "bool", "default": True},
+}
 
-def main() -> None:
-    module = AnsibleModule(
-        argument_spec={
-            "name": {"type": "str", "required": True},
-            "address": {"type": "str"},
-            "http_port": {"type": "int", "default": 80},
-            "https_port": {"type": "int", "default": 443},
-            "timeout": {"type": "float", "default": 5},
-            "redirect_codes": {"type": "list", "elements": "int", "default": [301, 308]},
-            "expected_serial": {"type": "str"},
-            "ca_file": {"type": "path"},
-            "require_hsts": {"type": "bool", "default": True},
-            "refused_protocols": {
-                "type": "list",
-                "elements": "str",
-                "choices": ["TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"],
-                "default": ["TLSv1", "TLSv1.1"],
-            },
-            "accepted_protocols": {
-                "type": "list",
-                "elements": "str",
-                "choices": ["TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"],
-                "default": ["TLSv1.2", "TLSv1.3"],
-            },
-            "fail_on_error": {"type": "bool", "default": True},
-        },
-        supports_check_mode=True,
-    )
-    p = module.params
+
+def run(p: dict[str, t.Any]) -> dict[str, t.Any]:
+    """The module's work on validated parameters (also run in-process by the action plugin): a result."""
     address = p["address"]
     if not address:
         try:
             address = socket.getaddrinfo(p["name"], p["https_port"], type=socket.SOCK_STREAM)[0][4][0]
         except OSError as exc:
-            module.fail_json(msg=f"cannot resolve {p['name']}: {exc}")
+            return {"failed": True, "msg": f"cannot resolve {p['name']}: {exc}"}
     result = run_checks(
         name=p["name"],
         address=address,
@@ -186,8 +185,17 @@ def main() -> None:
         probe_token="portail-verify-" + secrets.token_hex(6),
     )
     if p["fail_on_error"] and not result["ok"]:
-        module.fail_json(msg=f"{p['name']} ({address}): failed checks: {', '.join(result['failed_checks'])}", **result)
-    module.exit_json(changed=False, **result)
+        msg = f"{p['name']} ({address}): failed checks: {', '.join(result['failed_checks'])}"
+        return {"failed": True, "changed": False, "msg": msg, **result}
+    return {"changed": False, **result}
+
+
+def main() -> None:
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    result = run(module.params)
+    if result.pop("failed", False):
+        module.fail_json(**result)
+    module.exit_json(**result)
 
 
 if __name__ == "__main__":

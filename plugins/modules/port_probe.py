@@ -81,40 +81,48 @@ ports:
   sample: {"80": {"port": 80, "address": "198.18.1.3", "state": "open", "detail": "connected"}}
 """
 
+import typing as t
+
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.portail.https.plugins.module_utils._probe import STATES, mismatches, probe_all
 
+ARGUMENT_SPEC: dict[str, dict[str, t.Any]] = {
+    "host": {"type": "str", "required": True},
+    "ports": {"type": "list", "elements": "int", "default": []},
+    "timeout": {"type": "float", "default": 3},
+    "expect": {"type": "dict", "default": {}},
+    "reachable": {"type": "list", "elements": "int", "default": []},
+}
 
-def main() -> None:
-    module = AnsibleModule(
-        argument_spec={
-            "host": {"type": "str", "required": True},
-            "ports": {"type": "list", "elements": "int", "default": []},
-            "timeout": {"type": "float", "default": 3},
-            "expect": {"type": "dict", "default": {}},
-            "reachable": {"type": "list", "elements": "int", "default": []},
-        },
-        supports_check_mode=True,
-    )
-    p = module.params
+
+def run(p: dict[str, t.Any]) -> dict[str, t.Any]:
+    """The module's work on validated parameters (also run in-process by the action plugin): a result."""
     expect: dict[str, list[str]] = {}
     for port, wanted in p["expect"].items():
         states = [wanted] if isinstance(wanted, str) else list(wanted)
         unknown = [s for s in states if s not in STATES]
         if unknown:
-            module.fail_json(msg=f"expect[{port}]: unknown state(s) {unknown}; use {', '.join(STATES)}")
+            return {"failed": True, "msg": f"expect[{port}]: unknown state(s) {unknown}; use {', '.join(STATES)}"}
         expect[str(port)] = states
     for port in p["reachable"]:
         expect.setdefault(str(port), ["open", "refused"])
     ports = list(dict.fromkeys(p["ports"] + p["reachable"] + [int(x) for x in expect if x.isdigit()]))
     bad_ports = [port for port in ports if not 0 < port < 65536] + [x for x in expect if not x.isdigit()]
     if bad_ports:
-        module.fail_json(msg=f"invalid port(s): {bad_ports}")
+        return {"failed": True, "msg": f"invalid port(s): {bad_ports}"}
     results = probe_all(p["host"], ports, p["timeout"])
     bad = mismatches(results, expect)
     if bad:
-        module.fail_json(msg=f"{p['host']}: " + "; ".join(bad), ports=results)
-    module.exit_json(changed=False, ports=results)
+        return {"failed": True, "changed": False, "msg": f"{p['host']}: " + "; ".join(bad), "ports": results}
+    return {"changed": False, "ports": results}
+
+
+def main() -> None:
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    result = run(module.params)
+    if result.pop("failed", False):
+        module.fail_json(**result)
+    module.exit_json(**result)
 
 
 if __name__ == "__main__":

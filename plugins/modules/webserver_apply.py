@@ -109,6 +109,21 @@ options:
     type: list
     elements: str
     required: true
+  service:
+    description:
+      - The server's service. The probe reads its state (systemd, or an init script); only when it is not
+        as wanted, or cannot be told that way, does C(ansible.builtin.service) run, after the configuration
+        is in place. Empty leaves the service alone.
+    type: str
+    default: ""
+  service_state:
+    description: Whether the service must be running.
+    type: str
+    choices: [started, stopped]
+    default: started
+  service_enabled:
+    description: Whether the service starts at boot; unset leaves the boot setting alone.
+    type: bool
 """
 
 EXAMPLES = r"""
@@ -179,6 +194,9 @@ ARGUMENT_SPEC: dict[str, dict[str, t.Any]] = {
     "mods_dir": {"type": "str", "default": ""},
     "enable_command": {"type": "str", "default": ""},
     "validate_command": {"type": "list", "elements": "str", "required": True},
+    "service": {"type": "str", "default": ""},
+    "service_state": {"type": "str", "default": "started", "choices": ["started", "stopped"]},
+    "service_enabled": {"type": "bool"},
 }
 
 

@@ -50,10 +50,12 @@ class Layout:
     mods_dir: str = ""
     enable_command: str = ""
     validate_command: list[str] = field(default_factory=list)
+    #: the server's service, whose state the probe reads ("" = not asked)
+    service: str = ""
 
     def check(self) -> Layout:
-        for p in self.packages + self.modules:
-            sh.check_name(p, "package or module name")
+        for p in self.packages + self.modules + [self.service]:
+            sh.check_name(p, "package, module or service name")
         self.cert_paths = [sh.check_path(p, "certificate path") for p in self.cert_paths]
         self.dirs = [(sh.check_path(p, "directory"), sh.check_name(u, "owner")) for p, u in self.dirs]
         self.files = [sh.check_path(p, "file") for p in self.files]
@@ -104,6 +106,20 @@ pkg() {
   if command -v rpm >/dev/null 2>&1; then rpm -q --quiet -- "$1" 2>/dev/null && return 0; fi
   return 1
 }
+# The service state as the service module would find it, where it can be told without Python: systemd
+# (is-active, is-enabled), or an init script (status; enabled = a start link in a multi-user runlevel).
+# Anything else says "unknown" and the service module decides.
+svc() {
+  if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
+    if systemctl is-active --quiet -- "$1" 2>/dev/null; then a=1; else a=0; fi
+    if systemctl is-enabled --quiet -- "$1" 2>/dev/null; then e=1; else e=0; fi
+  elif [ -f "/etc/init.d/$1" ] && command -v service >/dev/null 2>&1; then
+    if service "$1" status >/dev/null 2>&1 </dev/null; then a=1; else a=0; fi
+    e=0; for l in /etc/rc2.d/S??"$1" /etc/rc3.d/S??"$1" /etc/rc4.d/S??"$1" /etc/rc5.d/S??"$1"; do
+      [ -e "$l" ] && e=1; done
+  else say svc unknown; return 0; fi
+  say svc "$a" "$e"
+}
 """
 
 
@@ -125,6 +141,8 @@ def probe_script(layout: Layout, run_id: str, *, diff: bool) -> str:
         out.append(f"if [ -e {q(p)} ] || [ -L {q(p)} ]; then say gone {i} 1; fi")
     for i, m in enumerate(layout.modules):
         out.append(f"[ -e {q(layout.mods_dir + '/' + m + '.load')} ] || say mod {i} 0")
+    if layout.service:
+        out.append(f"svc {q(layout.service)}")
     # the version text is read by the controller only (base64), it never frames a line
     out.append(f'say ver $(b64 "$( ({layout.version_command}) 2>&1 | head -c 65536)")')
     out.append("say done")
@@ -143,6 +161,8 @@ class Probe:
     present: list[bool]
     modules_missing: list[str]
     version: str
+    #: (running, enabled at boot) of the service, None when not asked or not known without the service module
+    service: t.Optional[tuple[bool, bool]] = None
 
 
 def read_probe(lines: list[list[str]], layout: Layout) -> Probe:
@@ -168,6 +188,8 @@ def read_probe(lines: list[list[str]], layout: Layout) -> Probe:
     present = [words("gone", i) == ["1"] for i in range(len(layout.absent))]
     mods = [m for i, m in enumerate(layout.modules) if words("mod", i) == ["0"]]
     ver = sh.first(lines, "ver") or [""]
+    svc = sh.first(lines, "svc") or []
+    service = (svc[0] == "1", svc[1] == "1") if len(svc) == 2 and set(svc) <= {"0", "1"} else None
     return Probe(
         missing,
         certs,
@@ -178,7 +200,16 @@ def read_probe(lines: list[list[str]], layout: Layout) -> Probe:
         present,
         mods,
         sh.unb64(ver[0] if ver else "").decode("utf-8", "replace"),
+        service,
     )
+
+
+def service_ok(found: t.Optional[tuple[bool, bool]], state: str, enabled: t.Optional[bool]) -> bool:
+    """Whether the probe saw the service as wanted (then the service module has nothing to do)."""
+    if found is None:
+        return False
+    running, at_boot = found
+    return running == (state == "started") and (enabled is None or at_boot == enabled)
 
 
 def file_differs(state: list[str], content: bytes) -> bool:

@@ -430,3 +430,25 @@ def site_files(plan_: dict[str, t.Any], sites_dir: str, enabled_dir: str, prefix
     links = [(f"{enabled_dir}/{prefix}{s['name']}.conf", path) for path, s in sites] if enabled_dir else []
     absent = [f"{d}/{prefix}{name}.conf" for name in plan_.get("absent") or [] for d in (sites_dir, enabled_dir) if d]
     return {"sites": sites, "links": links, "absent": absent}
+
+
+_FAMILIES = {
+    "RedHat": ("rhel", "fedora", "centos", "rocky", "almalinux", "ol", "amzn"),
+    "Debian": ("debian", "ubuntu"),
+}
+
+
+def os_family(os_release: t.Any) -> str:
+    """Ansible's os_family (Debian, RedHat) from the text of /etc/os-release (ID, then ID_LIKE); "" when
+    neither. Only the families the roles have a layout for: the roles fall back to Debian's otherwise."""
+    ids: list[str] = []
+    for key in ("ID", "ID_LIKE"):
+        for line in str(os_release or "").splitlines():
+            name, sep, value = line.strip().partition("=")
+            if sep and name == key:
+                ids += value.strip().strip("\"'").lower().split()
+    for word in ids:
+        for family, members in _FAMILIES.items():
+            if word in members:
+                return family
+    return ""

@@ -62,7 +62,9 @@ def test_iptables_variant(variant_host, tmp_path: Path) -> None:
     res = run_role(tmp_path, host, {"firewall_default_deny": True}, diff=True)
     assert_ok(res)
     assert res.changed() > 0
-    info = task_result(res, "Find out which firewall the host runs and the port of this SSH connection", host.name)
+    info = task_result(
+        res, "Open the ports atomically, confirm over a new connection, probe them from the controller", host.name
+    )
     assert info["backend"] == "iptables" and info["iptables_variant"] == variant, info
 
     # what keeps the host's addresses stays accepted (issue 13, defect 5)

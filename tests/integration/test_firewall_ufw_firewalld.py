@@ -28,7 +28,7 @@ from .harness import PlaybookResult, run_playbook
 
 PING = "- hosts: all\n  gather_facts: false\n  tasks:\n    - ansible.builtin.ping:\n"
 UFW_FILES = ["/etc/ufw/user.rules", "/etc/ufw/user6.rules", "/etc/ufw/ufw.conf", "/etc/default/ufw"]
-INFO = "Find out which firewall the host runs and the port of this SSH connection"
+INFO = "Open the ports atomically, confirm over a new connection, probe them from the controller"
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from ..plugin_utils.test_webserver import SETTINGS, SITE
 
 
 def test_registered() -> None:
-    assert set(FilterModule().filters()) == {"webserver_plan", "webserver_tls"}
+    assert set(FilterModule().filters()) == {"webserver_plan", "webserver_tls", "webserver_os_family"}
 
 
 def test_plan_through_the_filter() -> None:

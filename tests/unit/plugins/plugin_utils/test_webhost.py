@@ -131,3 +131,39 @@ def test_missing_directory_of_a_path_kept_absent_is_no_concern(tree: Path) -> No
     assert p.present == [True, False]
     lines = sh_run(wh.switch_script(lay, change(lay, p, b"good\n"), RUN_ID))
     assert sh.first(lines, "done") is not None, lines
+
+
+def test_service_state_is_read_by_the_probe_when_it_can_be_told(tree: Path) -> None:
+    lay = layout(tree)
+    lay.service = "portail-no-such-service"
+    p = probe(lay.check())
+    # on this machine: systemd says inactive, or there is no init script (then the service module decides)
+    assert p.service in (None, (False, False))
+    assert not wh.service_ok(p.service, "started", True)
+
+
+@pytest.mark.parametrize(
+    ("found", "state", "enabled", "ok"),
+    [
+        (None, "started", True, False),
+        ((True, True), "started", True, True),
+        ((True, False), "started", True, False),
+        ((True, False), "started", None, True),
+        ((False, False), "stopped", False, True),
+        ((True, True), "stopped", None, False),
+    ],
+)
+def test_service_ok(found: tuple[bool, bool] | None, state: str, enabled: bool | None, ok: bool) -> None:
+    assert wh.service_ok(found, state, enabled) is ok
+
+
+def test_read_probe_takes_only_well_formed_service_lines() -> None:
+    lay = wh.Layout(validate_command=["true"], service="nginx").check()
+    assert wh.read_probe([["svc", "1", "0"], ["done"]], lay).service == (True, False)
+    assert wh.read_probe([["svc", "unknown"], ["done"]], lay).service is None
+    assert wh.read_probe([["svc", "1", "x"], ["done"]], lay).service is None
+
+
+def test_layout_refuses_a_bad_service_name() -> None:
+    with pytest.raises(ValueError):
+        wh.Layout(validate_command=["true"], service="nginx; reboot").check()

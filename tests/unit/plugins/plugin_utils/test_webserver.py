@@ -13,6 +13,7 @@ from ansible_collections.portail.https.plugins.plugin_utils._webserver import (
     cert_paths,
     host_facts,
     openssl_version,
+    os_family,
     plan,
     preload_apex,
     site_files,
@@ -317,3 +318,21 @@ def test_site_files() -> None:
     ]
     redhat = site_files(p, "/etc/nginx/conf.d", "", "portail-")
     assert redhat["links"] == [] and redhat["absent"] == ["/etc/nginx/conf.d/portail-old.conf"]
+
+
+@pytest.mark.parametrize(
+    ("text", "family"),
+    [
+        ('PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nID=debian\nVERSION_ID="12"\n', "Debian"),
+        ("ID=ubuntu\nID_LIKE=debian\n", "Debian"),
+        ("ID=linuxmint\nID_LIKE='ubuntu debian'\n", "Debian"),
+        ('ID="rocky"\nID_LIKE="rhel centos fedora"\n', "RedHat"),
+        ("ID=fedora\n", "RedHat"),
+        ('ID="almalinux"\n', "RedHat"),
+        ("ID=alpine\n", ""),
+        ("", ""),
+        ("# ID=debian\nNAME=x\n", ""),
+    ],
+)
+def test_os_family_from_os_release(text: str, family: str) -> None:
+    assert os_family(text) == family
