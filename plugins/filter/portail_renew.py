@@ -28,6 +28,10 @@ def _wrap(func: t.Callable[..., t.Any]) -> t.Callable[..., t.Any]:
     return run
 
 
+def site_certificates(sites: t.Any) -> list[dict[str, t.Any]]:
+    return rs.site_certificates(sites)
+
+
 def certificate_plan(
     certificate_list: t.Any, host: str, groups: t.Mapping[str, t.Any], defaults: t.Mapping[str, t.Any]
 ) -> dict[str, t.Any]:
@@ -99,6 +103,7 @@ def systemd_quote(value: t.Any, command: bool = True) -> str:
 class FilterModule:
     def filters(self) -> dict[str, t.Callable[..., t.Any]]:
         funcs = (
+            site_certificates,
             certificate_plan,
             certificate_facts,
             certificate_merge_pool,

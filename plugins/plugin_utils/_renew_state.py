@@ -109,6 +109,34 @@ def _check_entry(entry: t.Any, index: int) -> None:
             raise RenewStateError(f"certificate {name}: {key} must be a string")
 
 
+#: keys of a portail_sites entry that the certificate takes over as they are
+SITE_CERTIFICATE_KEYS = (
+    "pool",
+    "challenge",
+    "key_type",
+    "dns",
+    "challenge_dir",
+    "profile",
+    "preferred_chain",
+    "owner",
+    "group",
+)
+
+
+def site_certificates(sites: t.Any) -> list[dict[str, t.Any]]:
+    """The playbooks' certificate_list: one certificate per site, its server names (plan() checks the rest)."""
+    if not isinstance(sites, list):
+        raise RenewStateError("portail_sites must be a list of sites")
+    out: list[dict[str, t.Any]] = []
+    for index, site in enumerate(sites):
+        if not isinstance(site, dict):
+            raise RenewStateError(f"portail_sites[{index}] must be a dictionary")
+        cert = {"name": site.get("name"), "names": site.get("server_names")}
+        cert.update({k: site[k] for k in SITE_CERTIFICATE_KEYS if k in site})
+        out.append(cert)
+    return out
+
+
 def is_ip(name: str) -> bool:
     try:
         ipaddress.ip_address(name)

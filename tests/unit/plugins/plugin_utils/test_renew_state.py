@@ -336,3 +336,21 @@ def test_systemd_quote(value, command, quoted):
 def test_systemd_quote_refuses_newlines():
     with pytest.raises(_systemd.SystemdQuoteError):
         _systemd.quote("a\nExecStartPost=/bin/evil")
+
+
+def test_site_certificates_take_the_certificate_keys_of_each_site():
+    sites = [
+        {"name": "www", "server_names": ["a.test", "b.test"], "root": "/srv/www", "pool": "web", "dns": {"zone": "t"}},
+        {"name": "api", "server_names": ["api.test"], "upstream": "http://127.0.0.1:8080", "profile": "shortlived"},
+    ]
+    assert rs.site_certificates(sites) == [
+        {"name": "www", "names": ["a.test", "b.test"], "pool": "web", "dns": {"zone": "t"}},
+        {"name": "api", "names": ["api.test"], "profile": "shortlived"},
+    ]
+    with pytest.raises(rs.RenewStateError, match="portail_sites must be a list"):
+        rs.site_certificates({"name": "www"})
+    with pytest.raises(rs.RenewStateError, match=r"portail_sites\[0\]"):
+        rs.site_certificates(["www"])
+    # what is wrong inside an entry is the plan's to say, before anything changes
+    with pytest.raises(rs.RenewStateError, match="names must be a non-empty list"):
+        rs.plan(rs.site_certificates([{"name": "x"}]), host="h", groups={}, defaults={})
