@@ -7,6 +7,7 @@ times, interleaved, `BENCH_REPEAT` times each:
   raw    ansible all -m raw -a true            (the floor of any Ansible run: one SSH execution per host)
   ping   ansible all -m ping                   (one Python module start per host)
   renew  ansible-playbook portail.https.renew  (nothing due: every certificate still good)
+  play   ansible-playbook with one raw task      (the floor of any playbook: what ansible-playbook adds to raw)
 
 and prints the medians and the ratios, plus SSH executions and Python module starts per host counted
 from one extra -vvv run of each. Usage:
@@ -91,7 +92,20 @@ def inventory(n: int, hosts: list[fleet.Host]) -> Path:
     return path
 
 
+FLOOR_PLAYBOOK = """- name: Floor
+  hosts: all
+  gather_facts: false
+  tasks:
+    - name: One command
+      ansible.builtin.raw: 'true'
+"""
+
+
 def command(kind: str, inv: Path, forks: int) -> list[str]:
+    if kind == "play":
+        floor = WORK / "floor.yml"
+        floor.write_text(FLOOR_PLAYBOOK)
+        return [str(BIN / "ansible-playbook"), "-i", str(inv), "-f", str(forks), str(floor)]
     if kind == "raw":
         return [str(BIN / "ansible"), "all", "-i", str(inv), "-f", str(forks), "-m", "raw", "-a", "true"]
     if kind == "ping":
@@ -128,7 +142,7 @@ def bench(n: int) -> dict[str, float]:
         t0 = time.monotonic()
         subprocess.run(command("renew", inv, forks), env=env(), capture_output=True, text=True, check=True)
         first = time.monotonic() - t0
-        samples: dict[str, list[float]] = {"raw": [], "ping": [], "renew": []}
+        samples: dict[str, list[float]] = {"raw": [], "ping": [], "play": [], "renew": []}
         for _round in range(REPEAT):
             for kind in samples:
                 samples[kind].append(timed(kind, inv, forks))
@@ -151,14 +165,16 @@ def main() -> int:
     table = {n: bench(n) for n in sizes}
     print(f"\nrenew with nothing due vs the Ansible floor, medians of {REPEAT}, forks = N")
     hdr = (
-        f"{'N':>4} {'raw s':>7} {'ping s':>7} {'renew s':>8} {'renew/raw':>10} {'renew/ping':>11} {'first issue s':>14}"
+        f"{'N':>4} {'raw s':>7} {'ping s':>7} {'play s':>7} {'renew s':>8} {'renew/raw':>10} {'renew/ping':>11}"
+        f" {'renew/play':>11} {'first issue s':>14}"
     )
     print(hdr)
     print("-" * len(hdr))
     for n, r in table.items():
         print(
-            f"{n:>4} {r['raw_s']:>7.2f} {r['ping_s']:>7.2f} {r['renew_s']:>8.2f} "
-            f"{r['renew_s'] / r['raw_s']:>9.2f}x {r['renew_s'] / r['ping_s']:>10.2f}x {r['first_issuance_s']:>14.1f}"
+            f"{n:>4} {r['raw_s']:>7.2f} {r['ping_s']:>7.2f} {r['play_s']:>7.2f} {r['renew_s']:>8.2f} "
+            f"{r['renew_s'] / r['raw_s']:>9.2f}x {r['renew_s'] / r['ping_s']:>10.2f}x"
+            f" {r['renew_s'] / r['play_s']:>10.2f}x {r['first_issuance_s']:>14.1f}"
         )
     print("\nper host, from one -vvv run: SSH executions / Python module starts")
     for n, r in table.items():
