@@ -3,6 +3,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from .harness import rig_facts
 
@@ -11,6 +13,17 @@ from .harness import rig_facts
 def rig() -> dict[str, str]:
     """Facts of the running rig (directory URLs, CA bundle, DNS servers, TSIG key)."""
     return rig_facts()
+
+
+@pytest.fixture(scope="module")
+def account_key(tmp_path_factory) -> Path:
+    """A new ACME account key (EC P-256, PEM) for the test module (each module gets its own account)."""
+    path = tmp_path_factory.mktemp("account") / "account.key"
+    key = ec.generate_private_key(ec.SECP256R1())
+    path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return path
 
 
 @pytest.fixture

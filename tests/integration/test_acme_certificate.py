@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import dns.message
@@ -38,16 +39,6 @@ def playbook(args: dict) -> str:
     )
 
 
-@pytest.fixture(scope="module")
-def account_key(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("account") / "account.key"
-    key = ec.generate_private_key(ec.SECP256R1())
-    path.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return path
-
-
 def base(rig, account_key: Path, out: Path, names: list[str], **extra) -> dict:
     args = {
         "names": names,
@@ -61,6 +52,24 @@ def base(rig, account_key: Path, out: Path, names: list[str], **extra) -> dict:
         "fullchain_path": str(out / "fullchain.pem"),
     }
     args.update(extra)
+    return args
+
+
+def list_form(args: dict, out: Path, numbers: Iterable[int]) -> dict:
+    """`args` turned to the list form: one certificate cN for certN.portail.test (files in out/cN) per number."""
+    for k in ("names", "key_path", "cert_path", "chain_path", "fullchain_path"):
+        args.pop(k)
+    args["certificates"] = [
+        {
+            "name": f"c{n}",
+            "names": [f"cert{n}.portail.test"],
+            "key_path": str(out / f"c{n}" / "privkey.pem"),
+            "cert_path": str(out / f"c{n}" / "cert.pem"),
+            "chain_path": str(out / f"c{n}" / "chain.pem"),
+            "fullchain_path": str(out / f"c{n}" / "fullchain.pem"),
+        }
+        for n in numbers
+    ]
     return args
 
 
@@ -340,19 +349,8 @@ def test_list_form_concurrent(rig, account_key, tmp_path, nginx_factory):
     nginx = nginx_factory(["127.0.30.9", "127.0.30.10"])
     out = tmp_path / "many"
     args = base(rig, account_key, out, [], webroot=str(nginx.webroot))
-    for k in ("names", "key_path", "cert_path", "chain_path", "fullchain_path"):
-        args.pop(k)
-    args["certificates"] = [
-        {
-            "name": f"c{n}",
-            "names": [f"cert{n}.portail.test"],
-            "key_path": str(out / f"c{n}" / "privkey.pem"),
-            "cert_path": str(out / f"c{n}" / "cert.pem"),
-            "chain_path": str(out / f"c{n}" / "chain.pem"),
-            "fullchain_path": str(out / f"c{n}" / "fullchain.pem"),
-        }
-        for n in (9, 10)
-    ] + [
+    list_form(args, out, (9, 10))
+    args["certificates"].append(
         {
             "name": "c11",
             "names": ["cert11.portail.test"],
@@ -361,7 +359,7 @@ def test_list_form_concurrent(rig, account_key, tmp_path, nginx_factory):
             "key_path": str(out / "c11" / "privkey.pem"),
             "cert_path": str(out / "c11" / "cert.pem"),
         }
-    ]
+    )
     first = run(tmp_path, args)
     assert first.rc == 0, first.stdout[-3000:]
     results = {c["name"]: c for c in first.result(TASK)["certificates"]}

@@ -28,16 +28,6 @@ pytestmark = pytest.mark.rig
 STORE = ".portail-privkey.pem.d"
 
 
-@pytest.fixture(scope="module")
-def account_key(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("account") / "account.key"
-    key = ec.generate_private_key(ec.SECP256R1())
-    path.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return path
-
-
 @pytest.fixture
 def nginx(tmp_path):
     server = Nginx(tmp_path, ["127.0.30.62"])

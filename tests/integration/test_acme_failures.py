@@ -32,8 +32,6 @@ import dns.rcode
 import dns.tsigkeyring
 import dns.update
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 
 from . import test_acme_certificate as tac
 from .faultproxy import FaultProxy
@@ -62,16 +60,6 @@ ACME_ERROR = "urn:ietf:params:acme:error:"
 CONTACT = ["mailto:faults@portail.test"]  # acme2certifier refuses accounts without one
 
 nginx_factory = tac.nginx_factory  # the same small nginx the acme_certificate tests use for http-01
-
-
-@pytest.fixture(scope="module")
-def account_key(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("account") / "account.key"
-    key = ec.generate_private_key(ec.SECP256R1())
-    path.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return path
 
 
 @pytest.fixture
@@ -260,19 +248,7 @@ def test_list_form_names_the_refused_certificate(rig, account_key, tmp_path, peb
     )
     out = tmp_path / "many"
     args = args_for(rig, account_key, out, [], pebble_proxy.directory, webroot=str(nginx.webroot))
-    for k in ("names", "key_path", "cert_path", "chain_path", "fullchain_path"):
-        args.pop(k)
-    args["certificates"] = [
-        {
-            "name": f"c{n}",
-            "names": [f"cert{n}.portail.test"],
-            "key_path": str(out / f"c{n}" / "privkey.pem"),
-            "cert_path": str(out / f"c{n}" / "cert.pem"),
-            "chain_path": str(out / f"c{n}" / "chain.pem"),
-            "fullchain_path": str(out / f"c{n}" / "fullchain.pem"),
-        }
-        for n in (202, 203)
-    ]
+    tac.list_form(args, out, (202, 203))
     res = run(tmp_path, args)
     assert res.rc != 0
     r = res.result(TASK)
