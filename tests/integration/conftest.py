@@ -9,6 +9,17 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from .harness import rig_facts
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test on fleet hosts (namespaced SSH hosts, real Ansible over SSH) is slow, whoever writes it: one
+    that takes the fleet_factory fixture, or any test of a module that imports tests.fleet."""
+    from tests.fleet import fleet
+
+    for item in items:
+        module = getattr(item, "module", None)
+        if "fleet_factory" in getattr(item, "fixturenames", ()) or getattr(module, "fleet", None) is fleet:
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def rig() -> dict[str, str]:
     """Facts of the running rig (directory URLs, CA bundle, DNS servers, TSIG key)."""

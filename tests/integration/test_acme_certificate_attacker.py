@@ -24,7 +24,7 @@ from cryptography.x509.oid import NameOID
 from .harness import ansible_env, local_inventory, run_playbook
 from .test_acme_certificate import TASK, Nginx, base, check_deployed, dns_settings, playbook, run
 
-pytestmark = pytest.mark.rig
+pytestmark = [pytest.mark.rig, pytest.mark.slow]
 STORE = ".portail-privkey.pem.d"
 
 
