@@ -4,7 +4,7 @@ VENV  := .venv
 BIN   := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: demo demo-clean test deps rig rig-stop lint sanity unit integration changelog bench clean
+.PHONY: demo demo-clean test test-quick deps rig rig-stop lint sanity unit integration changelog bench clean
 
 demo:
 	@echo "==== preparing: Debian packages, .venv, the local CA and DNS (a minute or two on a fresh machine)"
@@ -16,6 +16,10 @@ demo-clean:
 
 test: deps rig
 	@bash tests/run-all.sh $(PYTEST_ARGS)
+
+# For developers: the same steps as `make test`, without the integration tests marked slow.
+test-quick: deps rig
+	@bash tests/run-all.sh --quick $(PYTEST_ARGS)
 
 deps:
 	@bash tests/install-deps.sh

@@ -18,7 +18,6 @@ import os
 import shutil
 import socket
 import ssl
-import subprocess
 import sys
 import warnings
 from pathlib import Path
@@ -26,7 +25,6 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "build" / "demo"
 os.environ.setdefault("PORTAIL_FLEET_DIR", str(OUT / "fleet"))
-os.environ.setdefault("PORTAIL_FLEET_ETC_LOWER", str(OUT / "etc"))
 sys.path.insert(0, str(REPO))
 
 import dns.query  # noqa: E402
@@ -61,19 +59,7 @@ def up() -> None:
     facts = rig()
     OUT.mkdir(parents=True, exist_ok=True)
     OUT.chmod(0o700)
-    etc = Path(os.environ["PORTAIL_FLEET_ETC_LOWER"])
-    if not etc.is_dir():  # the hosts' /etc starts as a copy of this machine's, taken once
-        tmp = Path(str(etc) + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        subprocess.run(["cp", "-a", "/etc", str(tmp)], check=True)
-        # without what this collection (a test run, an earlier demo) may have left in the machine's own servers
-        for server in ("nginx", "apache2"):
-            for path in sorted((tmp / server).rglob("*portail*"), reverse=True):
-                if path.is_dir() and not path.is_symlink():
-                    shutil.rmtree(path)
-                else:
-                    path.unlink()
-        os.rename(tmp, etc)
+    # the hosts' /etc starts as the fleet's private copy of this machine's, without this collection's state
     hosts = {h.index: h for h in fleet.up(INDICES)}
     for h in hosts.values():  # a page to serve (in the host's own /var)
         site = "shop" if h.index in POOL else "www"

@@ -18,17 +18,16 @@ Docker's chains and rules, even ones added during the rollback window, stay as t
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import json
 import os
 import re
-import stat
 import tempfile
 import time
 import typing as t
 
 from ansible_collections.portail.https.plugins.module_utils import _fwrollback, _nft
+from ansible_collections.portail.https.plugins.module_utils._hostfiles import read_file, write_file
 
 Runner = t.Callable[[list[str]], tuple[int, str, str]]
 SSHD_NAMES = ("sshd", "sshd-session")
@@ -291,45 +290,6 @@ def xt_plan(
 
 
 # --- files --------------------------------------------------------------------------------------
-
-
-def read_file(path: str) -> t.Optional[str]:
-    """Contents of a regular file (None if absent); refuses symlinks and other file types."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise ApplyError(f"{path} is a symlink: refusing to read or replace it") from exc
-        raise
-    with os.fdopen(fd, encoding="utf-8") as handle:
-        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-            raise ApplyError(f"{path} is not a regular file")
-        return handle.read()
-
-
-def write_file(path: str, content: str, mode: int) -> None:
-    """Atomic replace of `path` (mode kept when it exists), in a directory only root may write."""
-    directory = os.path.dirname(path) or "."
-    os.makedirs(directory, mode=0o755, exist_ok=True)
-    st = os.lstat(directory)
-    if not stat.S_ISDIR(st.st_mode) or st.st_mode & 0o022 or st.st_uid != os.geteuid():
-        raise ApplyError(f"{directory} is a symlink, not ours or writable by others: refusing to write in it")
-    try:
-        mode = stat.S_IMODE(os.lstat(path).st_mode)
-    except FileNotFoundError:
-        pass
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".portail-")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(content)
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 @contextlib.contextmanager

@@ -32,9 +32,8 @@ from ansible_collections.portail.https.plugins.module_utils._fwapply import (
     ApplyError,
     Change,
     Runner,
-    read_file,
-    write_file,
 )
+from ansible_collections.portail.https.plugins.module_utils._hostfiles import read_file, write_file
 
 Port = tuple[int, str]  # (port, "tcp" | "udp")
 UFW_RULES = "/etc/ufw/user.rules"

@@ -18,7 +18,6 @@ undone, so two runs never snapshot each other's unconfirmed state.
 
 from __future__ import annotations
 
-import errno
 import fcntl
 import os
 import re
@@ -30,6 +29,8 @@ import subprocess
 import time
 import typing as t
 import uuid
+
+from ansible_collections.portail.https.plugins.module_utils._hostfiles import open_regular
 
 ID_RE = re.compile(r"^[0-9a-f]{32}$")
 BASE_DIR = "/run/portail-https/rollback"
@@ -69,18 +70,11 @@ def safe_dir(path: str, mode: int = 0o700) -> None:
 
 def _copy_in(path: str, saved: str) -> bool:
     """Copy `path` (a regular file, not followed if a symlink) to `saved`; False when it does not exist."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    except FileNotFoundError:
+    src = open_regular(path)
+    if src is None:
         return False
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise RollbackError(f"{path} is a symlink: refusing to snapshot it") from exc
-        raise
-    with os.fdopen(fd, "rb") as src:
+    with src:
         st = os.fstat(src.fileno())
-        if not stat.S_ISREG(st.st_mode):
-            raise RollbackError(f"{path} is not a regular file")
         out = os.open(saved, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(out, "wb") as dst:
             shutil.copyfileobj(src, dst)

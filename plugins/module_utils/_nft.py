@@ -24,6 +24,8 @@ import re
 import tempfile
 import typing as t
 
+from ansible_collections.portail.https.plugins.module_utils._hostfiles import read_file, write_file
+
 FAMILIES = ("inet", "ip", "ip6", "arp", "bridge", "netdev")
 NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
 HEADER = "# Managed by portail.https: table {family} {name}. Changes here are overwritten."
@@ -170,28 +172,7 @@ class Nft:
 
 
 def _read(path: t.Optional[str]) -> t.Optional[str]:
-    if not path:
-        return None
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return handle.read()
-    except FileNotFoundError:
-        return None
-
-
-def _write_atomic(path: str, content: str, mode: int = 0o644) -> None:
-    directory = os.path.dirname(path) or "."
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".portail-")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(content)
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    return read_file(path) if path else None
 
 
 def _unlink(path: t.Optional[str]) -> bool:
@@ -265,9 +246,9 @@ def manage_table(
             nft.apply(script)
             after = nft.list_table(family, name) or ""
         if persist_path and file_changed:
-            _write_atomic(persist_path, t.cast(str, wanted_file))
+            write_file(persist_path, t.cast(str, wanted_file), 0o644)
         if state_file and (ruleset_changed or not os.path.exists(state_file)):
-            _write_atomic(state_file, json.dumps({"desired": digest(desired), "live": digest(after)}) + "\n", 0o600)
+            write_file(state_file, json.dumps({"desired": digest(desired), "live": digest(after)}) + "\n", 0o600)
 
     result.update(changed=ruleset_changed or file_changed, rendered=desired)
     result["diff"] = {

@@ -22,13 +22,12 @@ requirements:
   - cryptography
 extends_documentation_fragment:
   - portail.https.acme
+  - portail.https.attributes
 attributes:
   check_mode:
-    description: Can run in check mode and return changed status prediction without modifying the CA's state.
-    support: full
+    details: The CA's state is not changed.
   diff_mode:
-    description: Returns the account before and after the task in diff mode.
-    support: full
+    details: The account before and after the task.
 options:
   state:
     description: What the account should be.

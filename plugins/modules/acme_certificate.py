@@ -66,25 +66,15 @@ requirements:
   - on the managed host, a POSIX shell, C(openssl) >= 1.1.1 and GNU coreutils (C(stat -c), C(mv -T));
     Python >= 3.9 for tls-alpn-01 only
   - dnspython >= 2.4 on the controller for dns-01
+extends_documentation_fragment:
+  - portail.https.attributes
+  - portail.https.attributes.action
+  - portail.https.attributes.platform
 attributes:
-  action:
-    description: Indicates this has a corresponding action plugin so some parts of the work run on the controller.
-    support: full
-  async:
-    description: Supports being used with the C(async) keyword.
-    support: none
   check_mode:
-    description: Can run in check mode and return changed status prediction without modifying target.
-    support: full
     details: Reports what would happen (and why) without creating orders or touching files.
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check mode), when in diff mode.
-    support: full
     details: Names and expiry before and after.
-  platform:
-    description: Target OS/families that can be operated against.
-    support: N/A
-    platforms: posix
 options:
   names:
     description:

@@ -19,13 +19,8 @@ author:
   - portail.https contributors (@portail)
 requirements:
   - python >= 3.9
-attributes:
-  check_mode:
-    description: Can run in check mode and return changed status prediction without modifying target.
-    support: full
-  diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check mode), when in diff mode.
-    support: none
+extends_documentation_fragment:
+  - portail.https.attributes.no_diff
 options:
   step:
     description: What to do.

@@ -20,15 +20,12 @@ requirements:
   - cryptography
 extends_documentation_fragment:
   - portail.https.acme
+  - portail.https.attributes.no_diff
 attributes:
   check_mode:
-    description: Can run in check mode and return changed status prediction without modifying the CA's state.
     support: partial
     details: ACME has no way to ask whether a certificate is revoked without revoking it, so check mode
       reports a change without contacting the CA.
-  diff_mode:
-    description: Would return details on what has changed in diff mode.
-    support: none
 options:
   certificate:
     description: Path to the certificate to revoke (PEM; only the first certificate is used).

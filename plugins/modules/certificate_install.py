@@ -21,6 +21,10 @@ description:
   - Nothing changes when the same certificate is already installed with a key that matches.
 author:
   - portail.https contributors (@portail)
+extends_documentation_fragment:
+  - portail.https.attributes
+  - portail.https.attributes.action
+  - portail.https.attributes.platform
 options:
   key_path:
     description: Path of the private key on the host.
@@ -62,23 +66,6 @@ options:
     description: Mode of the key, a quoted octal string; group read at most.
     type: str
     default: "0600"
-attributes:
-  action:
-    description: Indicates this has a corresponding action plugin so some parts of the work run on the controller.
-    support: full
-  async:
-    description: Supports being used with the C(async) keyword.
-    support: none
-  check_mode:
-    description: Can run in check mode and return changed status prediction without modifying target.
-    support: full
-  diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check mode), when in diff mode.
-    support: full
-  platform:
-    description: Target OS/families that can be operated against.
-    support: N/A
-    platforms: posix
 seealso:
   - module: portail.https.acme_certificate
 """

@@ -21,13 +21,8 @@ description:
   - Reads only; changes nothing.
 author:
   - portail.https contributors (@portail)
-attributes:
-  check_mode:
-    description: Can run in check mode and return changed status prediction without modifying target.
-    support: full
-  diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
-    support: none
+extends_documentation_fragment:
+  - portail.https.attributes.no_diff
 options:
   nft_table:
     description: Family and name of our own nftables table, as C(inet portail_https).

@@ -24,14 +24,11 @@ description:
     applies in one step. O(state=armed) is for playbooks of your own that change a firewall otherwise.
 author:
   - portail.https contributors (@portail)
+extends_documentation_fragment:
+  - portail.https.attributes.no_diff
 attributes:
   check_mode:
-    description: Can run in check mode and return changed status prediction without modifying target.
-    support: full
     details: In check mode nothing is armed or confirmed.
-  diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
-    support: none
 options:
   state:
     description: V(armed) starts the job, V(confirmed) cancels it, V(status) only reports it.
@@ -122,6 +119,7 @@ from ansible_collections.portail.https.plugins.module_utils._fwrollback import (
     confirm,
     status,
 )
+from ansible_collections.portail.https.plugins.module_utils._hostfiles import HostFileError
 
 
 def main() -> None:
@@ -165,7 +163,7 @@ def main() -> None:
                 steps.append(Step([f"{binary}-restore", "-w"], out))
         job.prepare(steps, p["files"])
         module.exit_json(changed=True, status="pending", **job.start())
-    except (RollbackError, _fwapply.ApplyError, _nft.NftError) as exc:
+    except (RollbackError, _fwapply.ApplyError, _nft.NftError, HostFileError) as exc:
         module.fail_json(msg=str(exc))
 
 

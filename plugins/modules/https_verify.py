@@ -18,18 +18,12 @@ description:
   - Changes nothing; check mode runs the same checks.
 author:
   - portail.https contributors (@portail)
+extends_documentation_fragment:
+  - portail.https.attributes.no_diff
+  - portail.https.attributes.platform
 attributes:
   check_mode:
-    description: Can run in check mode and return changed status prediction without modifying target.
-    support: full
     details: The checks only read; check mode runs them all.
-  diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check mode), when in diff mode.
-    support: none
-  platform:
-    description: Target OS/families that can be operated against.
-    support: N/A
-    platforms: posix
 options:
   name:
     description: Host name sent as HTTP Host header and TLS SNI.

@@ -22,13 +22,8 @@ description:
     C(/etc/nftables.conf), so the table comes back at boot.
 author:
   - portail.https contributors (@portail)
-attributes:
-  check_mode:
-    description: Can run in check mode and return changed status prediction without modifying target.
-    support: full
-  diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
-    support: full
+extends_documentation_fragment:
+  - portail.https.attributes
 options:
   name:
     description: Name of the table.
@@ -170,7 +165,7 @@ def main() -> None:
             state_dir=params["state_dir"],
             check_mode=module.check_mode,
         )
-    except (ValueError, NftError) as exc:
+    except (ValueError, NftError, OSError) as exc:
         module.fail_json(msg=str(exc))
     if not module._diff:
         result.pop("diff", None)

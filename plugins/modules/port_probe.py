@@ -19,13 +19,8 @@ description:
   - Changes nothing; check mode runs the same probes.
 author:
   - portail.https contributors (@portail)
-attributes:
-  check_mode:
-    description: Can run in check mode and return changed status prediction without modifying target.
-    support: full
-  diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
-    support: none
+extends_documentation_fragment:
+  - portail.https.attributes.no_diff
 options:
   host:
     description: Name or address to connect to.

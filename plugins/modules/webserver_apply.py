@@ -22,17 +22,9 @@ description:
     directory.
 author:
   - portail.https contributors (@portail)
-attributes:
-  check_mode:
-    description: Can run in check mode and return changed status prediction without modifying target.
-    support: full
-  diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
-    support: full
-  action:
-    description: Indicates this has a corresponding action plugin so some parts of the options can be executed
-      on the controller.
-    support: full
+extends_documentation_fragment:
+  - portail.https.attributes
+  - portail.https.attributes.action
 options:
   server:
     description: Which server the configuration is for (names the messages).

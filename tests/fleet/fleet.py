@@ -22,6 +22,9 @@ Usage as a script: fleet.py up N [FIRST] [--ssh-port=P] [--sudo-user=NAME] | dow
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import hashlib
 import json
 import os
 import shutil
@@ -30,7 +33,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,9 +43,11 @@ BRIDGE = "pfleet0"
 BRIDGE_V4 = "198.18.1.254"
 BRIDGE_V6 = "2001:2:0:1::fe"
 PYTHON = str(REPO / ".venv" / "bin" / "python")
-# The lower layer of each host's /etc. The machine's own /etc by default; a copy of it keeps the hosts
-# apart from changes made to the machine's /etc while they run (overlayfs does not follow those well).
-ETC_LOWER = os.environ.get("PORTAIL_FLEET_ETC_LOWER", "/etc")
+# Private copies of the machine's /etc, the default lower layer of each host's /etc (see etc_lower()).
+SNAPSHOTS = REPO / "build" / "fleet-etc"
+PACKAGES = Path("/var/lib/dpkg/status")
+# Bump when _scrub_etc() changes, so that older snapshots are made again.
+SNAPSHOT_FORMAT = "1"
 
 
 @dataclass(frozen=True)
@@ -93,6 +98,79 @@ def _bridge() -> None:
         sh(["ip", "addr", "add", f"{BRIDGE_V4}/24", "dev", BRIDGE])
         sh(["ip", "-6", "addr", "add", f"{BRIDGE_V6}/64", "dev", BRIDGE, "nodad"])
         sh(["ip", "link", "set", BRIDGE, "up"])
+
+
+def _scrub_etc(etc: str) -> str:
+    """Shell lines that remove this collection's state from an /etc tree (a `make demo` run, the web role
+    tests on this machine): a new host has none of it, whatever the machine has."""
+    return f"""rm -rf {etc}/ssl/portail {etc}/ansible/facts.d/portail_https.fact {etc}/nftables.d/portail_https.nft
+for d in {etc}/nginx {etc}/apache2 {etc}/httpd; do
+  if [ -d "$d" ]; then find "$d" -depth -name '*portail*' -exec rm -rf {{}} +; fi
+done
+sed -i '/portail_https/d' {etc}/nftables.conf 2>/dev/null || true
+if [ -e {etc}/nginx/sites-available/default ] && [ ! -L {etc}/nginx/sites-enabled/default ] \\
+  && [ ! -e {etc}/nginx/sites-enabled/default ]; then
+  ln -s /etc/nginx/sites-available/default {etc}/nginx/sites-enabled/default
+fi
+"""
+
+
+def _mount_options() -> str:
+    """The mount tables of every mount namespace on the machine, as one text (to find a lower dir in use)."""
+    seen: set[str] = set()
+    tables: list[str] = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            ns = os.readlink(proc / "ns" / "mnt")
+            if ns in seen:
+                continue
+            tables.append((proc / "mountinfo").read_text())
+            seen.add(ns)
+        except OSError:  # the process went away meanwhile
+            continue
+    return "\n".join(tables)
+
+
+def etc_snapshot(root: Path | None = None) -> Path:
+    """A private copy of the machine's /etc, without this collection's state, taken once per package set.
+
+    The copy is keyed to the installed packages (dpkg's status file): a package installed or removed makes a
+    new one at the next call. It is made under a lock (several pytest processes may start fleets at once) in a
+    temporary directory and renamed into place, so a copy that exists is whole. Copies of other package sets
+    go away then, unless a host still has one as its lower layer."""
+    root = root or SNAPSHOTS
+    digest = hashlib.sha256(SNAPSHOT_FORMAT.encode())
+    if PACKAGES.exists():
+        digest.update(PACKAGES.read_bytes())
+    snap = root / f"etc-{digest.hexdigest()[:16]}"
+    if snap.is_dir():
+        return snap
+    root.mkdir(parents=True, exist_ok=True)
+    root.chmod(0o700)
+    with open(root / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if snap.is_dir():  # made by another process while this one waited
+            return snap
+        for stale in root.glob(".tmp-*"):  # left by a process killed mid-copy (only the lock holder makes them)
+            shutil.rmtree(stale)
+        tmp = root / f".tmp-{os.getpid()}"
+        sh(["cp", "-a", "--", "/etc", str(tmp)])
+        sh(["sh", "-ec", _scrub_etc(str(tmp))])
+        os.rename(tmp, snap)
+        in_use = _mount_options()
+        for old in root.glob("etc-*"):
+            if old != snap and str(old) not in in_use:
+                shutil.rmtree(old)
+    return snap
+
+
+def etc_lower() -> str:
+    """The lower layer of each host's /etc: PORTAIL_FLEET_ETC_LOWER if set (`/etc` for the machine's live one),
+    else a private snapshot (etc_snapshot()), so that what a test changes in the machine's /etc meanwhile (the web
+    role tests do) does not show up in the hosts (nor trips overlayfs, which does not follow such changes)."""
+    return os.environ.get("PORTAIL_FLEET_ETC_LOWER") or str(etc_snapshot())
 
 
 def sshd_pid(host: Host) -> int | None:
@@ -157,7 +235,7 @@ chmod 0440 /etc/sudoers.d/portail-fleet
 """
 
 
-def up_host(host: Host, ssh_port: int = 22, sudo_user: str | None = None) -> Host:
+def up_host(host: Host, ssh_port: int = 22, sudo_user: str | None = None, etc: str | None = None) -> Host:
     if sshd_pid(host):
         return host
     host.dir.mkdir(parents=True, exist_ok=True)
@@ -192,18 +270,12 @@ def up_host(host: Host, ssh_port: int = 22, sudo_user: str | None = None) -> Hos
     d = host.dir
     script = f"""set -e
 mount --make-rprivate /
-mount -t overlay overlay -o lowerdir={ETC_LOWER},upperdir={d}/etc-upper,workdir={d}/etc-work /etc
+mount -t overlay overlay -o lowerdir={etc or etc_lower()},upperdir={d}/etc-upper,workdir={d}/etc-work /etc
 mount -t overlay overlay -o lowerdir=/var,upperdir={d}/var-upper,workdir={d}/var-work /var
 mount -t tmpfs -o mode=755 tmpfs /run
-# A new host has none of this collection's state, whatever the machine under the overlay has
-# (a `make demo` run, say): hide it in this host's upper layer only.
-rm -rf /etc/ssl/portail /etc/ansible/facts.d/portail_https.fact /etc/nftables.d/portail_https.nft \
-  /etc/nginx/sites-enabled/portail-* /etc/nginx/sites-available/portail-* \
-  /etc/apache2/sites-enabled/portail-* /etc/apache2/sites-available/portail-* /var/www/portail
-sed -i '/portail_https/d' /etc/nftables.conf 2>/dev/null || true
-if [ -e /etc/nginx/sites-available/default ] && [ ! -e /etc/nginx/sites-enabled/default ]; then
-  ln -s /etc/nginx/sites-available/default /etc/nginx/sites-enabled/default
-fi
+# A snapshot has none of this collection's state; another lower layer (the live /etc) may: hide it in this
+# host's upper layer only.
+{_scrub_etc("/etc")}rm -rf /var/www/portail
 mkdir -p /run/sshd /run/lock /run/nginx /run/apache2
 hostname {host.name}
 echo {host.name} > /etc/hostname
@@ -228,10 +300,27 @@ cat /run/sshd.pid > {d}/sshd.pid
     raise RuntimeError(f"sshd of {host.name} did not come up; see {d}/sshd.log")
 
 
+@contextlib.contextmanager
+def _etc_held() -> Iterator[str]:
+    """etc_lower(), kept from being removed (a shared lock against etc_snapshot's pruning) until the hosts
+    that use it have mounted it (from then on their mount tables keep it)."""
+    if os.environ.get("PORTAIL_FLEET_ETC_LOWER"):
+        yield etc_lower()
+        return
+    while True:
+        snap = etc_snapshot()
+        with open(snap.parent / ".lock") as lock:
+            fcntl.flock(lock, fcntl.LOCK_SH)
+            if snap.is_dir():  # not pruned between etc_snapshot() and the lock
+                yield str(snap)
+                return
+
+
 def up(indices: Iterable[int], ssh_port: int = 22, sudo_user: str | None = None) -> list[Host]:
     _keys()
     _bridge()
-    return [up_host(Host(i), ssh_port=ssh_port, sudo_user=sudo_user) for i in indices]
+    with _etc_held() as etc:
+        return [up_host(Host(i), ssh_port=ssh_port, sudo_user=sudo_user, etc=etc) for i in indices]
 
 
 def down_host(host: Host) -> None:

@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import dns.message
@@ -38,16 +39,6 @@ def playbook(args: dict) -> str:
     )
 
 
-@pytest.fixture(scope="module")
-def account_key(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("account") / "account.key"
-    key = ec.generate_private_key(ec.SECP256R1())
-    path.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return path
-
-
 def base(rig, account_key: Path, out: Path, names: list[str], **extra) -> dict:
     args = {
         "names": names,
@@ -61,6 +52,24 @@ def base(rig, account_key: Path, out: Path, names: list[str], **extra) -> dict:
         "fullchain_path": str(out / "fullchain.pem"),
     }
     args.update(extra)
+    return args
+
+
+def list_form(args: dict, out: Path, numbers: Iterable[int]) -> dict:
+    """`args` turned to the list form: one certificate cN for certN.portail.test (files in out/cN) per number."""
+    for k in ("names", "key_path", "cert_path", "chain_path", "fullchain_path"):
+        args.pop(k)
+    args["certificates"] = [
+        {
+            "name": f"c{n}",
+            "names": [f"cert{n}.portail.test"],
+            "key_path": str(out / f"c{n}" / "privkey.pem"),
+            "cert_path": str(out / f"c{n}" / "cert.pem"),
+            "chain_path": str(out / f"c{n}" / "chain.pem"),
+            "fullchain_path": str(out / f"c{n}" / "fullchain.pem"),
+        }
+        for n in numbers
+    ]
     return args
 
 
@@ -200,6 +209,7 @@ def challenge_files(webroot: Path) -> list[Path]:
 # --- issuance -----------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_http01_into_nginx_webroot(rig, account_key, tmp_path, nginx_factory):
     nginx = nginx_factory(["127.0.30.1"])
     out = tmp_path / "certs" / "cert1"  # does not exist yet: created on the host
@@ -215,6 +225,7 @@ def test_http01_into_nginx_webroot(rig, account_key, tmp_path, nginx_factory):
         assert os.readlink(out / name) == str(store / "current" / name)
 
 
+@pytest.mark.slow
 def test_ip_identifier_over_http01(rig, account_key, tmp_path, nginx_factory):
     nginx = nginx_factory(["127.0.30.2"])
     out = tmp_path / "cert2"
@@ -224,6 +235,7 @@ def test_ip_identifier_over_http01(rig, account_key, tmp_path, nginx_factory):
     assert r1["key_type"] == "rsa2048"
 
 
+@pytest.mark.slow
 def test_dns01_wildcard_and_apex(rig, account_key, tmp_path):
     out = tmp_path / "cert3"
     names = ["*.cert3.portail.test", "cert3.portail.test"]
@@ -233,6 +245,7 @@ def test_dns01_wildcard_and_apex(rig, account_key, tmp_path):
     assert_no_txt(rig, "_acme-challenge.cert3.portail.test")
 
 
+@pytest.mark.slow
 def test_dns01_through_cname_into_validation_zone(rig, account_key, tmp_path):
     out = tmp_path / "delegated"
     names = ["delegated.portail.test"]
@@ -255,6 +268,7 @@ def test_dns01_through_cname_into_validation_zone(rig, account_key, tmp_path):
     assert again["acme_requests"] == 0
 
 
+@pytest.mark.slow
 def test_tls_alpn01_on_free_port_443(rig, account_key, tmp_path):
     out = tmp_path / "cert4"
     args = base(rig, account_key, out, ["cert4.portail.test"], challenge="tls-alpn-01", alpn_address="127.0.30.4")
@@ -265,6 +279,7 @@ def test_tls_alpn01_on_free_port_443(rig, account_key, tmp_path):
     assert not list(Path("/tmp").glob("portail-alpn-*"))
 
 
+@pytest.mark.slow
 def test_tls_alpn01_port_taken_fails_clearly(rig, account_key, tmp_path):
     out = tmp_path / "cert14"
     blocker = socket.socket()
@@ -282,6 +297,7 @@ def test_tls_alpn01_port_taken_fails_clearly(rig, account_key, tmp_path):
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_renewal_when_names_change_and_diff(rig, account_key, tmp_path, nginx_factory):
     nginx = nginx_factory(["127.0.30.5", "127.0.30.6"])
     out = tmp_path / "cert5"
@@ -305,6 +321,7 @@ def test_renewal_when_names_change_and_diff(rig, account_key, tmp_path, nginx_fa
     assert again.rc == 0 and again.changed() == 0
 
 
+@pytest.mark.slow
 def test_force_and_key_type_change(rig, account_key, tmp_path):
     out = tmp_path / "cert7"
     args = base(rig, account_key, out, ["cert7.portail.test"], challenge="dns-01", dns=dns_settings(rig))
@@ -336,23 +353,13 @@ def test_check_mode_creates_nothing(rig, account_key, tmp_path, nginx_factory):
     assert res.rc == 0 and res.changed() == 0
 
 
+@pytest.mark.slow
 def test_list_form_concurrent(rig, account_key, tmp_path, nginx_factory):
     nginx = nginx_factory(["127.0.30.9", "127.0.30.10"])
     out = tmp_path / "many"
     args = base(rig, account_key, out, [], webroot=str(nginx.webroot))
-    for k in ("names", "key_path", "cert_path", "chain_path", "fullchain_path"):
-        args.pop(k)
-    args["certificates"] = [
-        {
-            "name": f"c{n}",
-            "names": [f"cert{n}.portail.test"],
-            "key_path": str(out / f"c{n}" / "privkey.pem"),
-            "cert_path": str(out / f"c{n}" / "cert.pem"),
-            "chain_path": str(out / f"c{n}" / "chain.pem"),
-            "fullchain_path": str(out / f"c{n}" / "fullchain.pem"),
-        }
-        for n in (9, 10)
-    ] + [
+    list_form(args, out, (9, 10))
+    args["certificates"].append(
         {
             "name": "c11",
             "names": ["cert11.portail.test"],
@@ -361,7 +368,7 @@ def test_list_form_concurrent(rig, account_key, tmp_path, nginx_factory):
             "key_path": str(out / "c11" / "privkey.pem"),
             "cert_path": str(out / "c11" / "cert.pem"),
         }
-    ]
+    )
     first = run(tmp_path, args)
     assert first.rc == 0, first.stdout[-3000:]
     results = {c["name"]: c for c in first.result(TASK)["certificates"]}
@@ -434,6 +441,7 @@ def test_dns_failures_leave_nothing(rig, account_key, tmp_path, dns_extra, expec
     assert_no_txt(rig, "_acme-challenge.cert22.portail.test")
 
 
+@pytest.mark.slow
 def test_unreachable_ca(rig, account_key, tmp_path, nginx_factory):
     nginx = nginx_factory(["127.0.30.23"])
     out = tmp_path / "cert23"
@@ -473,6 +481,7 @@ def pem_body(pem: str) -> str:
     return "".join(pem.strip().splitlines()[1:-1])
 
 
+@pytest.mark.slow
 def test_no_secret_in_vvv_output(rig, tmp_path):
     key = ec.generate_private_key(ec.SECP256R1())
     account_pem = key.private_bytes(
@@ -529,6 +538,7 @@ def _shell_without_openssl(tmp: Path) -> Path:
     return wrapper
 
 
+@pytest.mark.slow
 def test_host_without_openssl_fails_clearly_and_changes_nothing(rig, account_key, tmp_path, nginx_factory):
     nginx = nginx_factory(["127.0.30.31"])
     out = tmp_path / "cert31"
@@ -546,6 +556,7 @@ def test_host_without_openssl_fails_clearly_and_changes_nothing(rig, account_key
     check_deployed(out, ["cert31.portail.test"], second.result(TASK))
 
 
+@pytest.mark.slow
 def test_drifted_modes_are_repaired_without_an_order(rig, account_key, tmp_path, nginx_factory):
     nginx = nginx_factory(["127.0.30.32"])
     out = tmp_path / "cert32"
@@ -634,6 +645,7 @@ def pdns_settings(rig, **extra) -> dict:
     return d
 
 
+@pytest.mark.slow
 def test_dns01_wildcard_and_apex_through_powerdns(rig, account_key, tmp_path):
     zone = rig["PORTAIL_PDNS_ZONE"]
     out = tmp_path / "pdns-cert"
@@ -644,6 +656,7 @@ def test_dns01_wildcard_and_apex_through_powerdns(rig, account_key, tmp_path):
     assert txt_values(rig["PORTAIL_PDNS_ADDRESS"], f"_acme-challenge.www.{zone}") == set()
 
 
+@pytest.mark.slow
 def test_powerdns_wrong_api_key_refused_before_the_order(rig, account_key, tmp_path):
     zone = rig["PORTAIL_PDNS_ZONE"]
     out = tmp_path / "pdns-bad"
@@ -701,6 +714,7 @@ def external_playbook(args: dict, rig, fail_between: bool = False) -> str:
 """
 
 
+@pytest.mark.slow
 def test_dns01_external_provider_two_phases_through_a_cname(rig, account_key, tmp_path):
     out = tmp_path / "ext"
     names = ["delegated.portail.test", "cert25.portail.test"]

@@ -24,18 +24,8 @@ from cryptography.x509.oid import NameOID
 from .harness import ansible_env, local_inventory, run_playbook
 from .test_acme_certificate import TASK, Nginx, base, check_deployed, dns_settings, playbook, run
 
-pytestmark = pytest.mark.rig
+pytestmark = [pytest.mark.rig, pytest.mark.slow]
 STORE = ".portail-privkey.pem.d"
-
-
-@pytest.fixture(scope="module")
-def account_key(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("account") / "account.key"
-    key = ec.generate_private_key(ec.SECP256R1())
-    path.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return path
 
 
 @pytest.fixture

@@ -32,8 +32,6 @@ import dns.rcode
 import dns.tsigkeyring
 import dns.update
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 
 from . import test_acme_certificate as tac
 from .faultproxy import FaultProxy
@@ -62,16 +60,6 @@ ACME_ERROR = "urn:ietf:params:acme:error:"
 CONTACT = ["mailto:faults@portail.test"]  # acme2certifier refuses accounts without one
 
 nginx_factory = tac.nginx_factory  # the same small nginx the acme_certificate tests use for http-01
-
-
-@pytest.fixture(scope="module")
-def account_key(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("account") / "account.key"
-    key = ec.generate_private_key(ec.SECP256R1())
-    path.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return path
 
 
 @pytest.fixture
@@ -260,19 +248,7 @@ def test_list_form_names_the_refused_certificate(rig, account_key, tmp_path, peb
     )
     out = tmp_path / "many"
     args = args_for(rig, account_key, out, [], pebble_proxy.directory, webroot=str(nginx.webroot))
-    for k in ("names", "key_path", "cert_path", "chain_path", "fullchain_path"):
-        args.pop(k)
-    args["certificates"] = [
-        {
-            "name": f"c{n}",
-            "names": [f"cert{n}.portail.test"],
-            "key_path": str(out / f"c{n}" / "privkey.pem"),
-            "cert_path": str(out / f"c{n}" / "cert.pem"),
-            "chain_path": str(out / f"c{n}" / "chain.pem"),
-            "fullchain_path": str(out / f"c{n}" / "fullchain.pem"),
-        }
-        for n in (202, 203)
-    ]
+    tac.list_form(args, out, (202, 203))
     res = run(tmp_path, args)
     assert res.rc != 0
     r = res.result(TASK)
@@ -316,6 +292,7 @@ def test_authorization_fetch_cut(rig, account_key, tmp_path, pebble_proxy, nginx
     [("127.0.30.207", "ca-down"), ("127.0.30.208", "renewal-info-cut")],
     ids=["ca-down", "renewal-info-cut"],
 )
+@pytest.mark.slow
 def test_not_due_certificate_stays_ok_when_the_ca_fails(
     rig, account_key, tmp_path, a2c_proxy, nginx_factory, address, fault
 ):
@@ -346,6 +323,7 @@ def test_not_due_certificate_stays_ok_when_the_ca_fails(
     assert name in warned or f"cert{n}" in warned
 
 
+@pytest.mark.slow
 def test_due_certificate_fails_clearly_when_the_ca_is_down(rig, account_key, tmp_path, pebble_proxy, nginx_factory):
     """Point 3, other side: a certificate that needs the CA fails, named, and the deployed one is untouched."""
     nginx = nginx_factory(["127.0.30.209"])
@@ -383,6 +361,7 @@ def test_status_poll_cut_is_not_called_a_validation_failure(rig, account_key, tm
     assert not (out / "privkey.pem.pending").exists()
 
 
+@pytest.mark.slow
 def test_concurrent_runs_on_one_certificate(rig, account_key, tmp_path, pebble_proxy, nginx_factory):
     """Point 4: a second run arriving during an issuance waits for the first and ends ok, with no order of its own."""
     nginx = nginx_factory(["127.0.30.206"])
@@ -425,6 +404,7 @@ def test_concurrent_runs_on_one_certificate(rig, account_key, tmp_path, pebble_p
 # --- 5. the DNS primary is cut at cleanup: the next run removes the stale TXT ------------------------------
 
 
+@pytest.mark.slow
 def test_stale_txt_left_by_a_cut_primary_is_removed_by_the_next_run(rig, account_key, tmp_path, pebble_proxy, netcut):
     name = "cert210.portail.test"
     record = f"_acme-challenge.{name}"
@@ -455,6 +435,7 @@ def test_stale_txt_left_by_a_cut_primary_is_removed_by_the_next_run(rig, account
 # --- 6. a run killed during a forced renewal leaves no pending key behind -----------------------------------
 
 
+@pytest.mark.slow
 def test_killed_forced_renewal_leaves_no_pending_key(rig, account_key, tmp_path, pebble_proxy, nginx_factory, netcut):
     nginx = nginx_factory(["127.0.30.211"])
     name = "cert211.portail.test"
@@ -494,6 +475,7 @@ def test_killed_forced_renewal_leaves_no_pending_key(rig, account_key, tmp_path,
 # --- 7. a DNS-01 wait that times out names the server that lacked the record --------------------------------
 
 
+@pytest.mark.slow
 def test_dns_wait_timeout_names_the_lagging_server(rig, account_key, tmp_path, netcut):
     name = "cert212.portail.test"
     record = f"_acme-challenge.{name}"

@@ -42,6 +42,7 @@ def account_run(rig, tmp, check=False, **ev):
     return res, res.result("account")
 
 
+@pytest.mark.slow
 def test_account_lifecycle(rig, workdir):
     key = workdir / "account.key"
     write_key(key)
@@ -82,6 +83,7 @@ def test_account_lifecycle(rig, workdir):
     assert res.rc == 0 and res.changed() == 0
 
 
+@pytest.mark.slow
 def test_account_eab(rig, workdir):
     key = workdir / "eab.key"
     write_key(key)
@@ -101,6 +103,7 @@ def test_account_eab(rig, workdir):
     assert res.rc != 0 and "CA error" in r["msg"]
 
 
+@pytest.mark.slow
 def test_account_bad_input(rig, workdir):
     res, r = account_run(rig, workdir, key=workdir / "missing.key")
     assert res.rc != 0 and "cannot read the account key" in r["msg"]
@@ -158,6 +161,7 @@ def revoke_run(rig, tmp, check=False, **ev):
     return res, res.result("revoke")
 
 
+@pytest.mark.slow
 def test_revoke_with_account_key(rig, workdir, responder):
     chain = _issue(rig, workdir, responder, 41, "a")
     res, r = revoke_run(rig, workdir, check=True, key=workdir / "a-account.key", cert=workdir / "a.pem", reason=4)

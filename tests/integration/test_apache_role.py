@@ -63,7 +63,7 @@ __all__ = [
     "test_tls_versions",
 ]
 
-pytestmark = pytest.mark.skipif(not Path("/usr/sbin/apache2ctl").exists(), reason="no apache2")
+pytestmark = [pytest.mark.skipif(not Path("/usr/sbin/apache2ctl").exists(), reason="no apache2"), pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")

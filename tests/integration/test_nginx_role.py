@@ -77,7 +77,10 @@ __all__ = [
     "test_tls_versions",
 ]
 
-pytestmark = pytest.mark.skipif(not shutil.which("nginx") and not Path("/usr/sbin/nginx").exists(), reason="no nginx")
+pytestmark = [
+    pytest.mark.skipif(not shutil.which("nginx") and not Path("/usr/sbin/nginx").exists(), reason="no nginx"),
+    pytest.mark.slow,
+]
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,8 @@ import pytest
 from .harness import REPO, run_playbook
 from .webserver_support import ThrowawayCA, deploy_cert
 
+pytestmark = pytest.mark.slow  # several seconds a test: nginx -t / apachectl configtest on rendered trees
+
 CIPHERS = (
     "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
     "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"

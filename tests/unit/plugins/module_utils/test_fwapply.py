@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from ansible_collections.portail.https.plugins.module_utils import _fwapply, _fwrollback
+from ansible_collections.portail.https.plugins.module_utils import _fwapply, _fwrollback, _hostfiles
 
 TCP_HEADER = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
 
@@ -202,12 +202,29 @@ def test_apply_arms_before_and_undoes_a_failed_change(tmp_path: Path) -> None:
 
 def test_write_file_refuses_symlinks(tmp_path: Path) -> None:
     os.symlink(tmp_path / "elsewhere", tmp_path / "link")
-    with pytest.raises(_fwapply.ApplyError, match="symlink"):
-        _fwapply.read_file(str(tmp_path / "link"))
+    with pytest.raises(_hostfiles.HostFileError, match="symlink"):
+        _hostfiles.read_file(str(tmp_path / "link"))
+    with pytest.raises(_hostfiles.HostFileError, match="symlink"):  # nor saved for a rollback
+        _fwrollback._copy_in(str(tmp_path / "link"), str(tmp_path / "saved"))
+    assert not (tmp_path / "saved").exists()
     (tmp_path / "open").mkdir(mode=0o777)
     os.chmod(tmp_path / "open", 0o777)
-    with pytest.raises(_fwapply.ApplyError, match="writable by others"):
-        _fwapply.write_file(str(tmp_path / "open" / "f"), "x", 0o644)
+    with pytest.raises(_hostfiles.HostFileError, match="writable by others"):
+        _hostfiles.write_file(str(tmp_path / "open" / "f"), "x", 0o644)
+    os.mkfifo(tmp_path / "fifo")
+    with pytest.raises(_hostfiles.HostFileError, match="not a regular file"):
+        _hostfiles.read_file(str(tmp_path / "fifo"))
+
+
+def test_write_file_is_atomic_and_keeps_the_mode(tmp_path: Path) -> None:
+    target = tmp_path / "sub" / "f"
+    _hostfiles.write_file(str(target), "one\n", 0o600)
+    assert target.read_text() == "one\n" and (target.stat().st_mode & 0o777) == 0o600
+    target.chmod(0o640)
+    _hostfiles.write_file(str(target), "two\n", 0o600)
+    assert target.read_text() == "two\n" and (target.stat().st_mode & 0o777) == 0o640
+    assert sorted(p.name for p in target.parent.iterdir()) == ["f"]  # no temporary file left
+    assert _hostfiles.read_file(str(tmp_path / "absent")) is None
 
 
 def test_rollback_dir_refuses_symlink_and_others(tmp_path: Path) -> None:
