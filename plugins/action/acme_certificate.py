@@ -187,6 +187,8 @@ class ActionModule(ActionBase):
             entry = resume.get(spec.label)
             return run.resume(spec, entry, args["abort"]) if entry else run.process(spec)
 
+        if not resume:
+            run.prefetch(specs)  # every certificate's inspect in one round trip
         workers = max(1, min(args["concurrency"], len(specs)))
         if workers <= 1:
             outcomes = [one(s) for s in specs]

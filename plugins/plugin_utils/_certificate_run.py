@@ -334,6 +334,16 @@ class CertificateRun:
             outcome.failure = Failure("inspect", str(exc))
         return outcome
 
+    def prefetch(self, specs: t.Sequence[CertSpec]) -> None:
+        """Inspect every certificate in one host round trip when the host steps can (ShellHost.prefetch)."""
+        prefetch = getattr(self._host_call, "prefetch", None)
+        if callable(prefetch) and len(specs) > 1:
+            try:
+                with self._host_lock:
+                    prefetch([self._inspect_args(s) for s in specs])
+            except (HostError, ValueError):
+                pass  # each certificate then inspects on its own and reports its own problem
+
     def _inspect_args(self, spec: CertSpec) -> dict[str, t.Any]:
         return dict(
             self._paths(spec),

@@ -28,6 +28,8 @@ Steps and results (beyond ``changed``):
 
 With ``record`` (acme_certificate's option of that name), the first ``inspect`` of the task also does
 the bookkeeping of a no-op run (see ``_record``); ``ShellHost.recorded`` then holds what it found.
+``prefetch(args_list)`` inspects several certificates in one round trip (CertificateRun.prefetch calls
+it before processing them), so a host with many certificates costs one SSH execution when none is due.
 
 The lock is a lease directory ``<store>/lock`` (atomic mkdir, root's) holding ``owner`` (run id and expiry)
 and the pending key: an expired lease is removed with its key by the next run, even a no-op inspect.
@@ -36,6 +38,7 @@ See ``_certfiles`` for the store layout and ``_shell`` for the framing.
 
 from __future__ import annotations
 
+import json
 import threading
 import typing as t
 
@@ -75,6 +78,7 @@ class ShellHost:
         self.record = dict(record) if record else None
         self.recorded: t.Optional[dict[str, t.Any]] = None
         self._record_lock = threading.Lock()
+        self._prefetched: dict[str, tuple[list[list[str]], str, t.Optional[dict[str, t.Any]]]] = {}
         self.execute = execute
         self.run_module = run_module
         self.check_mode = check_mode
@@ -105,12 +109,22 @@ class ShellHost:
         tolerate: tuple[str, ...] = (),
     ) -> list[list[str]]:
         rc, stdout, stderr = self.execute(script, data)
-        lines = sh.parse(stdout, self.run_id)
+        return self._check(step, sh.parse(stdout, self.run_id), rc, stderr, names or {}, tolerate)
+
+    def _check(
+        self,
+        step: str,
+        lines: list[list[str]],
+        rc: int,
+        stderr: str,
+        names: t.Mapping[str, t.Sequence[str]],
+        tolerate: tuple[str, ...] = (),
+    ) -> list[list[str]]:
         err = sh.first(lines, "err")
         if err is not None and err[:1] and err[0] in tolerate:
             return lines
         if err is not None:
-            raise HostError(f"{step}: {self._explain(err, names or {})}")
+            raise HostError(f"{step}: {self._explain(err, names)}")
         if rc != 0 or sh.first(lines, "done") is None:
             tail = [x for x in stderr.strip().split("\n") if x.strip()]
             raise HostError(f"{step}: the host script stopped (exit code {rc}){': ' + tail[-1] if tail else ''}")
@@ -183,14 +197,13 @@ class ShellHost:
 
     # -- certificate files ------------------------------------------------------------------------------
 
-    def _inspect(self, args: dict[str, t.Any]) -> dict[str, t.Any]:
-        files = _certfiles.Files(args)
-        roots = list(args.get("webroot") or []) + list(args.get("challenge_dir") or [])
-        record = None
+    def _take_record(self) -> t.Optional[dict[str, t.Any]]:
         with self._record_lock:
-            if self.record is not None:
-                record, self.record = self.record, None  # the first inspect of the task, only
-        script = _certfiles.inspect_script(
+            record, self.record = self.record, None  # the first inspect of the task, only
+        return record
+
+    def _inspect_script(self, args: t.Mapping[str, t.Any], record: t.Optional[t.Mapping[str, t.Any]]) -> str:
+        return _certfiles.inspect_script(
             args,
             self.run_id,
             check=self.check_mode,
@@ -198,7 +211,60 @@ class ShellHost:
             ttl=self.lease_seconds,
             extra=_record.lines(record) if record else None,
         )
-        lines = self._run("inspect", script, names=self._names(files))
+
+    @staticmethod
+    def _key(args: t.Mapping[str, t.Any]) -> str:
+        return json.dumps(args, sort_keys=True, default=str)
+
+    def prefetch(self, args_list: t.Sequence[dict[str, t.Any]]) -> None:
+        """The inspect of several certificates in one round trip (each in a subshell of its own, its lines
+        after a ``sect <k>`` marker); each later ``inspect`` with the same arguments takes its section.
+
+        A section that failed fails only its certificate, when it is taken. When the round trip itself
+        fails, nothing is kept: each inspect then makes its own.
+        """
+        if len(args_list) < 2:
+            return
+        record = self._take_record()
+        parts = [f"N={self.run_id}"]
+        try:
+            for k, args in enumerate(args_list):
+                script = self._inspect_script(args, record if k == 0 else None)
+                parts += [f"printf '%s sect {k}\\n' \"$N\"", "(", script, ")"]
+            parts.append("printf '%s sect end\\n' \"$N\"")
+            rc, stdout, stderr = self.execute("\n".join(parts), b"")
+        except BaseException:
+            with self._record_lock:
+                self.record = self.record or record
+            raise
+        lines = sh.parse(stdout, self.run_id)
+        sections: dict[str, list[list[str]]] = {}
+        current: t.Optional[str] = None
+        for words in lines:
+            if len(words) == 2 and words[0] == "sect":
+                current = words[1]
+                sections[current] = []
+            elif current is not None:
+                sections[current].append(words)
+        if rc != 0 or "end" not in sections:
+            with self._record_lock:
+                self.record = self.record or record  # give it back to the first inspect that runs alone
+            return
+        with self._record_lock:
+            for k, args in enumerate(args_list):
+                self._prefetched[self._key(args)] = (sections.get(str(k), []), stderr, record if k == 0 else None)
+
+    def _inspect(self, args: dict[str, t.Any]) -> dict[str, t.Any]:
+        files = _certfiles.Files(args)
+        roots = list(args.get("webroot") or []) + list(args.get("challenge_dir") or [])
+        with self._record_lock:
+            found = self._prefetched.pop(self._key(args), None)
+        if found is not None:
+            section, stderr, record = found
+            lines = self._check("inspect", section, 0, stderr, self._names(files))
+        else:
+            record = self._take_record()
+            lines = self._run("inspect", self._inspect_script(args, record), names=self._names(files))
         n = len(files.paths)
         state: dict[str, t.Any] = {"cert": None, "key": None, "meta": None, "problems": [], "attribute_problems": []}
         missing = set(sh.indices(lines, "missing", n)) | set(sh.indices(lines, "foreign", n))

@@ -659,3 +659,36 @@ def test_a_new_certificate_reports_its_ari_window_at_once():
     out = run_one(host, client)
     assert out.failure is None and out.renewal_window == {"start": info.start.isoformat(), "end": info.end.isoformat()}
     assert out.renew_at == info.selected.isoformat()
+
+
+class PrefetchingHost(FakeHost):
+    def __init__(self, fail_with=None, **kw):
+        super().__init__(**kw)
+        self.prefetched = []
+        self.fail_with = fail_with
+
+    def prefetch(self, args_list):
+        if self.fail_with:
+            raise self.fail_with
+        self.prefetched.append(args_list)
+
+
+@pytest.mark.parametrize("fail_with", [None, cr.HostError("ssh: reset"), ValueError("bad path")])
+def test_prefetch_asks_the_host_for_every_inspect_at_once(fail_with):
+    specs = build_specs(
+        {
+            "certificates": [
+                {"name": "a", "names": ["a.example.org"], "key_path": "/a/k", "cert_path": "/a/c"},
+                {"name": "b", "names": ["b.example.org"], "key_path": "/b/k", "cert_path": "/b/c"},
+            ],
+            "webroot": ["/srv"],
+        }
+    )
+    host = PrefetchingHost(fail_with=fail_with, states=[valid()])
+    run = cr.CertificateRun(host, lambda: None, cr.Options(directory_url="https://ca/dir", timeout=30))
+    run.prefetch(specs)  # a failure here is no failure: each inspect then goes on its own
+    run.prefetch(specs[:1])  # one certificate: nothing to batch
+    if fail_with is None:
+        assert host.prefetched == [[run._inspect_args(s) for s in specs]]
+        assert [a["key_path"] for a in host.prefetched[0]] == ["/a/k", "/b/k"]
+    assert host.calls == []

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from ansible_collections.portail.https.plugins.plugin_utils import _renew_state as rs
+from ansible_collections.portail.https.plugins.plugin_utils._certificate_run import HostError
 from ansible_collections.portail.https.plugins.plugin_utils._hoststeps import _record
 from cryptography import x509
 from prometheus_client.parser import text_string_to_metric_families
@@ -232,3 +233,50 @@ def test_bad_record_options_are_refused_before_any_host_is_contacted(record, mes
         _record.lines(record)
     with pytest.raises(ValueError, match=message):
         host("run-record00013", record=record)
+
+
+def test_several_certificates_are_inspected_in_one_round_trip(base):
+    for name in ("one", "two"):
+        issue_once(base / name)
+    rec = _record_for(base)
+    h = host("run-record00014", record=rec)
+    h.prefetch([inspect_args(base / "one"), inspect_args(base / "two")])
+    scripts = h.execute.scripts  # type: ignore[attr-defined]
+    assert len(scripts) == 1 and scripts[0].count("portail_https_check") == 1
+    one, two = h("inspect", inspect_args(base / "one")), h("inspect", inspect_args(base / "two"))
+    assert len(scripts) == 1  # both taken from that round trip
+    alone = host("run-record00015")
+    assert one == alone("inspect", inspect_args(base / "one"))
+    assert two == alone("inspect", inspect_args(base / "two"))
+    assert h.recorded is not None and h.recorded["check"] == "written"
+    # taken once: the next inspect of the same certificate goes to the host again
+    h("inspect", inspect_args(base / "one"))
+    assert len(scripts) == 2 and "portail_https_check" not in scripts[1]
+
+
+def test_a_failing_certificate_in_the_batch_fails_alone(base):
+    issue_once(base / "good")
+    bad = base / "bad"
+    bad.mkdir(mode=0o755)
+    bad.chmod(0o777)  # untrusted: its inspect refuses to work there
+    h = host("run-record00016", record=_record_for(base))
+    h.prefetch([inspect_args(bad), inspect_args(base / "good")])
+    with pytest.raises(HostError, match="refusing to work in"):
+        h("inspect", inspect_args(bad))
+    assert h("inspect", inspect_args(base / "good"))["cert"]["matches_key"] is True
+    assert len(h.execute.scripts) == 1  # type: ignore[attr-defined]
+    # the record lines of a section that stopped say nothing: the role then writes through its own step
+    assert h.recorded is None
+
+
+def test_a_failed_round_trip_leaves_each_inspect_to_itself(base):
+    issue_once(base / "one")
+    issue_once(base / "two")
+    h = host("run-record00017", record=_record_for(base))
+    real = h.execute
+    h.execute = lambda script, data: (255, "", "ssh: connection reset")  # type: ignore[method-assign]
+    h.prefetch([inspect_args(base / "one"), inspect_args(base / "two")])
+    h.execute = real  # type: ignore[method-assign]
+    h("inspect", inspect_args(base / "one"))
+    assert "portail_https_check" in real.scripts[-1]  # type: ignore[attr-defined]
+    assert h.recorded is not None and h.recorded["check"] == "written"
