@@ -334,13 +334,15 @@ options:
       - The bookkeeping of the P(portail.https.certificate#role) role, done in the first host round trip
         the task makes anyway, so that a run with nothing to change costs that single round trip.
       - Keys C(fact_file) (the role's fact file, required), C(metrics_dir) (node_exporter's textfile
-        directory; empty for none), C(certificates) (a list of C(name) and C(names) to label the metrics with),
+        directory; empty for none), C(certificates) (a list of C(name), C(names) and C(cert_path), for the labels of the
+        metrics, the SNI and the certificate on disk to compare with what is served),
         C(served_port) (where the web server answers TLS; V(0) to skip that probe) and C(served_address)
         (an IP address, default V(127.0.0.1)).
       - The task then reads the first 48 bytes of the fact file (the digest of the state it records), says
         whether the metrics file exists, rewrites C(portail_https_check.prom) in O(record) C(metrics_dir) with
-        the host's clock (not in check mode; the directory must belong to root and be writable by root only)
-        and reads the serial of the certificate served for the first DNS name of each certificate. See RV(record).
+        the host's clock and, for each certificate, whether the one served for its first DNS name is the one at
+        C(cert_path) (not in check mode; the directory must belong to root and be writable by root only).
+        See RV(record).
       - Not done in the second phase of O(resume).
     type: dict
 notes:

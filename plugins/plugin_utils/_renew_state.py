@@ -375,7 +375,6 @@ METRICS = (
     ("renewal_window_end_seconds", "End of the renewal window suggested by the CA through ARI (Unix time)."),
     ("last_renewal_success", "1 when the last run kept or renewed the certificate, 0 when it failed."),
     ("overdue", "1 when the certificate should have been renewed by now and was not."),
-    ("served_matches", "1 when the certificate served on port 443 is the one on disk (when checked)."),
 )
 
 
@@ -392,20 +391,35 @@ CHECK_METRIC = (
     "portail_https_certificate_last_check_timestamp_seconds",
     "When the last renew or site run checked the certificate (Unix time).",
 )
+SERVED_METRIC = (
+    "portail_https_certificate_served_matches",
+    "1 when the certificate served on port 443 is the one on disk, 0 when it is another (at the last check).",
+)
 CHECK_FILE = "portail_https_check.prom"
 MAIN_FILE = "portail_https.prom"
+#: what ends a sample line of check_metrics: the host's clock, or the served-check value of certificate <k>
+CLOCK_MARK = " @T"
+SERVED_MARK = " @S"
 
 
-def check_metrics(certificates: t.Sequence[t.Mapping[str, t.Any]]) -> str:
-    """The check-time file without its values: the host appends its own clock (`date +%s`) to each sample.
+def check_metrics(certificates: t.Sequence[t.Mapping[str, t.Any]], served: bool = False) -> str:
+    """The check file without its values, which the host fills in: the time of the check (its own clock)
+    and, with ``served``, whether the certificate it serves is the one on disk (a sample only where
+    something answered).
 
     Kept apart from portail_https.prom, whose content only changes with the certificates, so that a run
-    that changed nothing rewrites this small file in the round trip it makes anyway, and nothing else.
+    that changed nothing rewrites this small file in the round trip it makes anyway, and nothing else:
+    what is observed at each run never makes the fact file change.
     """
+    ordered = sorted(enumerate(certificates), key=lambda kc: str(kc[1].get("name")))
     name, help_text = CHECK_METRIC
     lines = [f"# HELP {name} {help_text}", f"# TYPE {name} gauge"]
-    for cert in sorted(certificates, key=lambda c: str(c.get("name"))):
-        lines.append(f"{name}{{{_labels(cert.get('name', ''), cert.get('names'))}}}")
+    lines += [f"{name}{{{_labels(c.get('name', ''), c.get('names'))}}}{CLOCK_MARK}" for _k, c in ordered]
+    if served:
+        name, help_text = SERVED_METRIC
+        # '#?': header lines the host keeps only when at least one served sample follows
+        lines += [f"#? HELP {name} {help_text}", f"#? TYPE {name} gauge"]
+        lines += [f"{name}{{{_labels(c.get('name', ''), c.get('names'))}}}{SERVED_MARK}{k}" for k, c in ordered]
     return "\n".join(lines) + "\n"
 
 
@@ -430,12 +444,8 @@ def metrics(entries: t.Mapping[str, t.Mapping[str, t.Any]], *, now: t.Any = None
                 value = parsed.timestamp() if parsed else None
             elif metric == "last_renewal_success":
                 value = 0.0 if e.get("last_result") == "failed" else 1.0
-            elif metric == "overdue":
+            else:  # overdue
                 value = 1.0 if (e.get("last_result") == "failed" and overdue(e, when, fraction)) else 0.0
-            elif "served_serial" not in e:
-                value = None
-            else:
-                value = 1.0 if e.get("served_serial") and _same_serial(e["served_serial"], e.get("serial")) else 0.0
             if value is None:
                 continue
             label = _labels(name, e.get("names"))

@@ -39,7 +39,7 @@ def _first_dns_name(names: t.Sequence[str]) -> str:
 
 
 def check(record: t.Mapping[str, t.Any]) -> list[dict[str, t.Any]]:
-    """The certificates of a ``record`` option, validated: [{name, names}]."""
+    """The certificates of a ``record`` option, validated: [{name, names, cert_path}]."""
     out = []
     for index, cert in enumerate(record.get("certificates") or []):
         if not isinstance(cert, dict) or not isinstance(cert.get("name"), str) or not rs.NAME_RE.match(cert["name"]):
@@ -50,7 +50,50 @@ def check(record: t.Mapping[str, t.Any]) -> list[dict[str, t.Any]]:
         for n in names:
             if not n or any(ord(ch) < 0x21 or ord(ch) == 0x7F for ch in n):
                 raise ValueError(f"record.certificates[{index}].names: {n!r} is not a DNS name or an IP address")
-        out.append({"name": cert["name"], "names": list(names)})
+        path = cert.get("cert_path")
+        out.append(
+            {
+                "name": cert["name"],
+                "names": list(names),
+                "cert_path": sh.check_path(path, f"record.certificates[{index}].cert_path") if path else "",
+            }
+        )
+    return out
+
+
+def _served_lines(record: t.Mapping[str, t.Any], certs: list[dict[str, t.Any]]) -> list[str]:
+    """SV<k>=1|0 (and SVANY=1) for each certificate whose served serial could be read; ``served`` lines."""
+    port = int(record.get("served_port") or 0)
+    if not port or not certs:
+        return []
+    address = str(record.get("served_address") or "127.0.0.1")
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        raise ValueError(f"record.served_address must be an IP address, got {address!r}") from None
+    if not 0 < port < 65536:
+        raise ValueError(f"record.served_port must be a TCP port, got {port}")
+    target = f"[{ip}]:{port}" if ip.version == 6 else f"{ip}:{port}"
+    out = ["SVANY=", "if command -v timeout >/dev/null 2>&1; then"]
+    for k, cert in enumerate(certs):
+        sni = _first_dns_name(cert["names"])
+        server = f" -servername {q(sni)}" if sni else ""
+        out += [
+            f"  s=$(timeout 5 openssl s_client -connect {q(target)}{server} </dev/null 2>/dev/null |"
+            " openssl x509 -noout -serial 2>/dev/null)",
+            "  s=${s#serial=}; d=",
+        ]
+        if cert["cert_path"]:
+            # the certificate on disk, read (never written) through our own link; a FIFO or device is not a file
+            out.append(
+                f"  [ -f {q(cert['cert_path'])} ] && d=$(timeout 5 openssl x509 -noout -serial -in"
+                f" {q(cert['cert_path'])} 2>/dev/null) && d=${{d#serial=}}"
+            )
+        out.append(
+            f'  case $s in "" | *[!0-9A-Fa-f]*) ;; *) say served {k} "$s"; SVANY=1;'
+            f' if [ -n "$d" ] && [ "$d" = "$s" ]; then SV{k}=1; else SV{k}=0; fi ;; esac'
+        )
+    out.append("fi")
     return out
 
 
@@ -63,9 +106,12 @@ def lines(record: t.Mapping[str, t.Any]) -> list[str]:
         f"RF={q(fact_file)}",
         f'if [ -f "$RF" ] && [ ! -L "$RF" ]; then head -c {rs.RECORDED_LENGTH} -- "$RF" | blk recorded; fi',
     ]
+    served = _served_lines(record, certs)
+    out += served
     if metrics_dir:
         metrics_dir = sh.check_path(metrics_dir, "record.metrics_dir")
-        template = base64.b64encode(rs.check_metrics(certs).encode()).decode()
+        template = base64.b64encode(rs.check_metrics(certs, served=bool(served)).encode()).decode()
+        clock, mark = rs.CLOCK_MARK, rs.SERVED_MARK
         out += [
             f"RM={q(metrics_dir)}",
             'if [ ! -e "$RM" ] && [ ! -L "$RM" ]; then say metrics absent; say check absent',
@@ -77,33 +123,21 @@ def lines(record: t.Mapping[str, t.Any]) -> list[str]:
             '  if [ "$CHECK" = 1 ]; then say check skipped',
             '  elif RT=$(mktemp "$RM/.portail-check.XXXXXX"); then',
             f"    printf '%s' {template} | openssl base64 -d -A | while IFS= read -r l; do",
-            "      case $l in '#'*) printf '%s\\n' \"$l\" ;; *) printf '%s %s\\n' \"$l\" \"$NOW\" ;; esac",
+            "      case $l in",
+            "        '#?'*) if [ -n \"${SVANY:-}\" ]; then printf '#%s\\n' \"${l#??}\"; fi ;;",
+            "        '#'*) printf '%s\\n' \"$l\" ;;",
+            f"        *'{clock}') printf '%s %s\\n' \"${{l%{clock}}}\" \"$NOW\" ;;",
+            f"        *'{mark}'*) k=${{l##*{mark}}}",
+            "          case $k in '' | *[!0-9]*) continue ;; esac",
+            '          eval "v=\\${SV$k:-}"',
+            f'          if [ -n "$v" ]; then printf \'%s %s\\n\' "${{l%{mark}*}}" "$v"; fi ;;',
+            "      esac",
             '    done >"$RT" && chmod 644 -- "$RT" &&',
             f'      mv -Tf -- "$RT" "$RM/{rs.CHECK_FILE}" && say check written ||',
             '      { rm -f -- "$RT"; say check failed; }',
             "  else say check failed; fi",
             "fi",
         ]
-    port = int(record.get("served_port") or 0)
-    if port and certs:
-        address = str(record.get("served_address") or "127.0.0.1")
-        try:
-            ip = ipaddress.ip_address(address)
-        except ValueError:
-            raise ValueError(f"record.served_address must be an IP address, got {address!r}") from None
-        if not 0 < port < 65536:
-            raise ValueError(f"record.served_port must be a TCP port, got {port}")
-        target = f"[{ip}]:{port}" if ip.version == 6 else f"{ip}:{port}"
-        out.append("if command -v timeout >/dev/null 2>&1; then")
-        for k, cert in enumerate(certs):
-            sni = _first_dns_name(cert["names"])
-            server = f" -servername {q(sni)}" if sni else ""
-            out += [
-                f"  s=$(timeout 5 openssl s_client -connect {q(target)}{server} </dev/null 2>/dev/null |"
-                " openssl x509 -noout -serial 2>/dev/null)",
-                '  s=${s#serial=}; case $s in "" | *[!0-9A-Fa-f]*) ;; *) say served ' + str(k) + ' "$s" ;; esac',
-            ]
-        out.append("fi")
     return out
 
 

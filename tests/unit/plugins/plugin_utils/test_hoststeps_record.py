@@ -182,6 +182,8 @@ def test_the_served_serial_is_read_and_garbage_on_the_port_is_ignored(base):
     issue_once(base / "cert")
     port = _free_port()
     rec = _record_for(base, served_port=port)
+    rec["certificates"][0]["cert_path"] = str(base / "cert" / "cert.pem")
+    rec["certificates"][1]["cert_path"] = "/nonexistent/cert.pem"
     server = _serve(base / "cert" / "fullchain.pem", base / "cert" / "privkey.pem", port)
     try:
         h = host("run-record00010", record=rec)
@@ -191,10 +193,17 @@ def test_the_served_serial_is_read_and_garbage_on_the_port_is_ignored(base):
         server.wait()
     serial = format(x509.load_pem_x509_certificate((base / "cert" / "cert.pem").read_bytes()).serial_number, "x")
     assert h.recorded is not None and h.recorded["served"] == {"www": serial, "ip-only": serial}
-    # nothing listening: unknown, not a mismatch
+    # the check file says, from the host's own comparison, which one is the certificate on disk
+    checked = {f.name: f for f in text_string_to_metric_families((base / "metrics" / rs.CHECK_FILE).read_text())}
+    matches = {s.labels["certificate"]: s.value for s in checked[rs.SERVED_METRIC[0]].samples}
+    assert matches == {"www": 1.0, "ip-only": 0.0}  # ip-only names another file: /nonexistent
+    # nothing listening: unknown, not a mismatch (no served sample, not even its header)
     h = host("run-record00011", record=rec)
     h("inspect", inspect_args(base / "cert"))
     assert h.recorded is not None and h.recorded["served"] == {}
+    text = (base / "metrics" / rs.CHECK_FILE).read_text()
+    assert rs.SERVED_METRIC[0] not in text and "@" not in text
+    assert {f.name for f in text_string_to_metric_families(text)} == {rs.CHECK_METRIC[0]}
     # the attacker answers on the port with text that looks like protocol lines
     port2 = _free_port()
     script = (

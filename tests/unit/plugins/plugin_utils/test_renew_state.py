@@ -141,20 +141,35 @@ def test_metrics_parse_with_the_prometheus_rules():
     assert na["www"] == 1782777600.0
     ok = {s.labels["certificate"]: s.value for s in families["portail_https_certificate_last_renewal_success"].samples}
     assert ok == {"www": 1.0, 'we"ird\\name': 0.0}
-    served = families["portail_https_certificate_served_matches"].samples
-    assert [(s.labels["certificate"], s.value) for s in served] == [('we"ird\\name', 0.0)]
+    # what is observed at each run (the served certificate) lives in the check file, filled in by the host
+    assert "portail_https_certificate_served_matches" not in families
     start = families["portail_https_certificate_renewal_window_start_seconds"].samples[0]
     assert start.value == 1781049600.0
     # the check time lives in its own file (the host adds its clock): this one only moves with the certificates
     assert "portail_https_certificate_last_check_timestamp_seconds" not in families
     assert rs.metrics(entries, now="2027-01-01T00:00:00Z") == text
-    template = rs.check_metrics([{"name": "www", "names": ["a", "b"]}, {"name": 'we"ird', "names": []}])
-    lines = template.splitlines(True)
-    filled = "".join(line if line.startswith("#") else line.rstrip() + " 1780272000\n" for line in lines)
-    check = {f.name: f for f in text_string_to_metric_families(filled)}[rs.CHECK_METRIC[0]].samples
+    template = rs.check_metrics([{"name": "www", "names": ["a", "b"]}, {"name": 'we"ird', "names": []}], served=True)
+    filled = []
+    for line in template.splitlines():  # what the host does (tests/unit/.../test_hoststeps_record.py runs it)
+        if line.startswith("#?"):
+            filled.append("#" + line[2:])
+        elif line.startswith("#"):
+            filled.append(line)
+        elif line.endswith(rs.CLOCK_MARK):
+            filled.append(line[: -len(rs.CLOCK_MARK)] + " 1780272000")
+        else:
+            head, _sep, k = line.rpartition(rs.SERVED_MARK)
+            filled.append(f"{head} {k}")
+    families = {f.name: f for f in text_string_to_metric_families("\n".join(filled) + "\n")}
+    check = families[rs.CHECK_METRIC[0]].samples
     assert [(c.labels["certificate"], c.labels["names"], c.value) for c in check] == [
         ('we"ird', "", 1780272000.0),
         ("www", "a,b", 1780272000.0),
+    ]
+    # the served sample of each certificate carries its index in the list the host probes
+    assert [(c.labels["certificate"], c.value) for c in families[rs.SERVED_METRIC[0]].samples] == [
+        ('we"ird', 1.0),
+        ("www", 0.0),
     ]
 
 
@@ -173,9 +188,7 @@ def test_record_command_is_empty_when_the_host_already_records_this_state():
     assert rs.record_command(entries, recorded=seen, keep_when_unchanged=False, **args) != ""
     # without metrics only the fact file matters
     assert rs.record_command(entries, recorded=dict(seen, metrics="", check=""), fact_file=args["fact_file"]) == ""
-    # a served serial or a different ARI point changes the state
-    served = rs.facts(OWN, _result(), now=NOW, served={"www": "0abd"})
-    assert rs.record_command(served, recorded=seen, **args) != ""
+    # a different ARI point changes the state
     moved = rs.facts(OWN, _result(renew_at="2026-06-20T00:00:00Z"), now=NOW)
     assert rs.record_command(moved, recorded=seen, **args) != ""
 
