@@ -233,6 +233,7 @@ zone:
 """
 
 import os
+import re
 import typing as t
 
 from ansible.module_utils.basic import AnsibleModule
@@ -279,6 +280,10 @@ def main() -> None:
         module.fail_json(msg="ports must be integers from 1 to 65535")
     if p["rollback_timeout"] < 5:
         module.fail_json(msg="rollback_timeout must be at least 5 seconds")
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,30}", p["nft_table"]):
+        module.fail_json(msg="nft_table must be a letter then up to 30 letters, digits or _")
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]{0,27}", p["iptables_chain"]):
+        module.fail_json(msg="iptables_chain must be a letter then up to 27 letters, digits, _ or -")
 
     def run(argv: list[str]) -> tuple[int, str, str]:
         return module.run_command(argv)
