@@ -119,6 +119,10 @@ class ActionModule(ActionBase):
         wanted_service = args["service"] and not wh.service_ok(
             probe.service, args["service_state"], args["service_enabled"]
         )
+        result["validated"] = False
+        # stopped before, started now (after the files): it reads the new configuration, no reload needed
+        stopped = probe.service is not None and not probe.service[0] and args["service_state"] == "started"
+        result["service_started"] = bool(wanted_service and not check and stopped)
         if not change or check:
             if wanted_service and not self._service(args, result, done):
                 result["changed"] = changed
@@ -142,7 +146,7 @@ class ActionModule(ActionBase):
                 msg += ": " + sh.unb64(test[0]).decode("utf-8", "replace").strip()
             result.update(failed=True, changed=changed, msg=msg, stderr=msg)
             return result
-        result["changed"] = True
+        result.update(changed=True, validated=True)
         if wanted_service and not self._service(args, result, done):
             return result
         result.update(changed=True, msg="; ".join([*done, "configuration written and tested"]))

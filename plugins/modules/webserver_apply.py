@@ -170,6 +170,18 @@ packages_installed:
   returned: when a package was missing
   type: list
   elements: str
+validated:
+  description:
+    - Whether this run wrote the configuration and the server's own test (O(validate_command)) accepted it as a
+      whole; the roles' reload handlers then skip their own test of the same files.
+  returned: success
+  type: bool
+service_started:
+  description:
+    - Whether the probe found the service stopped and this run started it, after writing the configuration (it
+      then runs with the new files; a reload would add nothing).
+  returned: success
+  type: bool
 """
 
 import typing as t
