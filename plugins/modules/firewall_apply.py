@@ -155,6 +155,14 @@ options:
     description: Seconds to wait for each port of O(verify_host).
     type: float
     default: 3
+  iptables_save_files:
+    description:
+      - On the iptables backend, after the change is confirmed (or when there was nothing to change), the whole
+        live ruleset of each IP version (C(ipv4), C(ipv6)) is saved to the file given for it, where
+        iptables-persistent restores it (C(community.general.iptables_state), C(state=saved)). Empty saves nothing.
+      - Used by the action plugin (the controller side), not on the host.
+    type: dict
+    default: {}
   state_dir:
     description:
       - Small state files (the nft listing digests, the iptables policy and ufw default we replaced, the
@@ -271,6 +279,7 @@ def main() -> None:
             # used by the action plugin on the controller
             "verify_host": {"type": "str", "default": ""},
             "verify_timeout": {"type": "float", "default": 3},
+            "iptables_save_files": {"type": "dict", "default": {}},
         },
         supports_check_mode=True,
     )
