@@ -18,7 +18,8 @@ host (for N <= 10, or every N with --counts). Nothing here is asserted anywhere:
 Hosts are fleet indices FIRST .. FIRST+N-1 (default 30, the benchmark area of tests/README.md: N = 50
 uses 30-79); every N reuses them. Hold the bench lock so that benches never overlap:
 
-  flock /tmp/portail-bench.lock .venv/bin/python bench/playbooks.py [--first 30] [--repeat 3] [--counts] [N ...]
+  flock /tmp/portail-bench.lock .venv/bin/python bench/playbooks.py [--first 30] [--repeat 3] [--counts]
+      [--profile] [N ...]
 
 (needs the rig: `make rig`, or PORTAIL_RIG_DIR pointing at a running one)
 """
@@ -89,8 +90,11 @@ def inventory(hosts: list[fleet.Host], rig: dict[str, str], account: Path) -> Pa
     return path
 
 
+PROFILE: dict[str, str] = {}
+
+
 def timed(argv: list[str], forks: int, verbose: bool = False) -> tuple[float, str]:
-    env = ansible_env({"ANSIBLE_FORKS": str(forks), "ANSIBLE_STDOUT_CALLBACK": "default"})
+    env = ansible_env({"ANSIBLE_FORKS": str(forks), "ANSIBLE_STDOUT_CALLBACK": "default", **PROFILE})
     if verbose:
         argv = [*argv, "-vvv"]
     t0 = time.monotonic()
@@ -131,7 +135,8 @@ def bench(
     try:
         out["raw"] = statistics.median(timed(adhoc("-m", "raw", "-a", "true"), n)[0] for _i in range(repeat))
         out["ping"] = statistics.median(timed(adhoc("-m", "ping"), n)[0] for _i in range(repeat))
-        out["site-1st"] = timed(playbook("site.yml"), n)[0]
+        out["site-1st"], text = timed(playbook("site.yml"), n)
+        (WORK / f"site-1st-{n}.txt").write_text(text)
         # the bare task on the same hosts, nginx now serving the challenge directory on port 80
         out["bare-1st"] = timed([str(BIN / "ansible-playbook"), "-i", str(inv), str(bare_pb)], n)[0]
         out["bare"] = statistics.median(
@@ -140,6 +145,7 @@ def bench(
         runs = [timed(playbook("site.yml"), n) for _i in range(repeat)]
         out["site-noop"] = statistics.median(w for w, _out in runs)
         out["site-noop-changed"] = float(changed_total(runs[-1][1]))
+        (WORK / f"site-noop-{n}.txt").write_text(runs[-1][1])
         runs = [timed(playbook("renew.yml"), n) for _i in range(repeat)]
         out["renew-noop"] = statistics.median(w for w, _out in runs)
         out["renew-noop-changed"] = float(changed_total(runs[-1][1]))
@@ -159,7 +165,12 @@ def main() -> int:
     parser.add_argument("--first", type=int, default=30, help="first fleet index (tests/README.md lists the areas)")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--counts", action="store_true", help="count SSH executions and Python starts for every N")
+    parser.add_argument(
+        "--profile", action="store_true", help="profile_tasks on every run; print the site runs' top tasks"
+    )
     opts = parser.parse_args()
+    if opts.profile:
+        PROFILE.update(ANSIBLE_CALLBACKS_ENABLED="ansible.posix.profile_tasks", PROFILE_TASKS_TASK_OUTPUT_LIMIT="12")
     WORK.mkdir(parents=True, exist_ok=True)
     if not (conftest.COLLECTIONS / "ansible_collections" / "portail" / "https").is_dir():
         raise SystemExit(f"the collection is not linked under {conftest.COLLECTIONS}")
@@ -187,6 +198,13 @@ def main() -> int:
             site = f"site no-op {r['site-ssh/host']:.0f} SSH executions, {r['site-python/host']:.0f} Python starts"
             renew = f"renew no-op {r['renew-ssh/host']:.0f} SSH executions, {r['renew-python/host']:.0f} Python starts"
             print(f"  per host: {site}; {renew}")
+        if opts.profile:
+            for run in ("site-1st", "site-noop"):
+                text = (WORK / f"{run}-{n}.txt").read_text()
+                top = [x for x in text.split("TASKS RECAP")[-1].splitlines() if x.rstrip().endswith("s")][:12]
+                print(f"  {run} top tasks (profile_tasks, summed over hosts' wall clock):")
+                for line in top:
+                    print("    " + line.strip())
     return 0
 
 

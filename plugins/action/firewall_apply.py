@@ -20,6 +20,7 @@ from ansible_collections.portail.https.plugins.modules import port_probe
 
 MODULE = "portail.https.firewall_apply"
 CONFIRM = "portail.https.firewall_rollback"
+SAVE = "community.general.iptables_state"
 
 
 class ActionModule(ActionBase):
@@ -30,6 +31,7 @@ class ActionModule(ActionBase):
         args = dict(self._task.args)
         verify_host = str(args.pop("verify_host", "") or "")
         verify_timeout = float(args.pop("verify_timeout", 3))
+        save_files = dict(args.pop("iptables_save_files", None) or {})
         transport = str(getattr(self._connection, "transport", "ssh") or "ssh").rsplit(".", 1)[-1]
         args.setdefault("connection", transport)
         confirm = bool(args.get("confirm", True))
@@ -51,6 +53,17 @@ class ActionModule(ActionBase):
             and not self._confirm(result, rollback, args, task_vars)
         ):
             return result
+        if save_files and applied.get("backend") == "iptables" and not self._task.check_mode:
+            # only confirmed rules are saved: the whole live ruleset, as netfilter-persistent would (others' kept)
+            for version, path in sorted(save_files.items()):
+                saved = self._execute_module(
+                    SAVE, module_args={"state": "saved", "ip_version": version, "path": path}, task_vars=task_vars
+                )
+                if saved.get("failed") or saved.get("unreachable"):
+                    result.update(failed=True, msg=f"saving the {version} rules to {path}: {saved.get('msg', '')}")
+                    return result
+                result["changed"] = bool(result.get("changed")) or bool(saved.get("changed"))
+                result.setdefault("saved", []).append(path)
         if verify_host and not self._task.check_mode:
             ports = [80, 443, *[int(p) for p in applied.get("ssh_ports") or []]]
             probed = port_probe.run(

@@ -26,6 +26,7 @@ from ansible_collections.portail.https.plugins.plugin_utils._webserver import (
     WebserverError,
     cert_paths,
     host_facts,
+    os_family,
     site_files,
 )
 
@@ -41,25 +42,13 @@ class ActionModule(ActionBase):
         _v, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
         server = args["server"]
         present = list(args["plan"].get("present") or [])
+        layouts = args["layouts"] or {}
+        # No OS family given (facts not gathered): the probe also reads /etc/os-release and runs with the first
+        # layout's paths (the fallback); a host of another family costs one more probe, with its own layout.
+        detect = bool(layouts) and not args["os_family"]
         try:
-            files = site_files(args["plan"], args["sites_dir"], args["sites_enabled_dir"], args["site_prefix"])
-            templates = [{"src": args["site_template"], "dest": dest, "item": site} for dest, site in files["sites"]]
-            templates += [{"src": str(x["src"]), "dest": str(x["dest"])} for x in args["templates"]]
-            layout = wh.Layout(
-                packages=list(args["packages"]),
-                cert_paths=cert_paths(present),
-                version_command=args["version_command"],
-                dirs=[(str(d), "0") for d in args["root_dirs"]]
-                + [(str(site["root"]), "") for site in present if "root" in site],
-                files=[str(f["dest"]) for f in templates],
-                links=files["links"],
-                absent=files["absent"] + list(args["absent"]),
-                modules=list(args["modules"]),
-                mods_dir=args["mods_dir"],
-                enable_command=args["enable_command"],
-                validate_command=list(args["validate_command"]),
-                service=args["service"],
-            ).check()
+            family = wh.pick_family(layouts, args["os_family"] or next(iter(layouts), ""))
+            args, layout, templates = _layout({**args, **layouts.get(family, {})}, present)
         except (ValueError, KeyError, TypeError) as exc:
             result.update(failed=True, changed=False, msg=f"webserver_apply: {exc}. Nothing was changed.")
             return result
@@ -70,7 +59,15 @@ class ActionModule(ActionBase):
         done: list[str] = []
 
         try:
-            probe = self._probe(layout, run_id, want_diff)
+            probe = self._probe(layout, run_id, want_diff, os_release=detect)
+            if detect:
+                found = wh.pick_family(layouts, os_family(probe.os_release))
+                if found != family:
+                    family = found
+                    args, layout, templates = _layout({**args, **layouts[family]}, present)
+                    probe = self._probe(layout, run_id, want_diff)
+            if layouts:
+                result["os_family"] = family
             if probe.packages_missing and args["install_packages"]:
                 res = self._package(probe.packages_missing)
                 changed = changed or bool(res.get("changed"))
@@ -88,7 +85,7 @@ class ActionModule(ActionBase):
                 done.append("directory " + path)
             facts = host_facts(probe.cert_exists, probe.version, present)
             rendered = [self._render(spec, facts, args["facts_var"], task_vars) for spec in templates]
-        except (_Failed, WebserverError, AnsibleError) as exc:
+        except (_Failed, WebserverError, AnsibleError, ValueError, KeyError, TypeError) as exc:
             result.update(failed=True, changed=changed, msg=f"webserver_apply: {exc}")
             return result
 
@@ -119,6 +116,10 @@ class ActionModule(ActionBase):
         wanted_service = args["service"] and not wh.service_ok(
             probe.service, args["service_state"], args["service_enabled"]
         )
+        result["validated"] = False
+        # stopped before, started now (after the files): it reads the new configuration, no reload needed
+        stopped = probe.service is not None and not probe.service[0] and args["service_state"] == "started"
+        result["service_started"] = bool(wanted_service and not check and stopped)
         if not change or check:
             if wanted_service and not self._service(args, result, done):
                 result["changed"] = changed
@@ -142,7 +143,7 @@ class ActionModule(ActionBase):
                 msg += ": " + sh.unb64(test[0]).decode("utf-8", "replace").strip()
             result.update(failed=True, changed=changed, msg=msg, stderr=msg)
             return result
-        result["changed"] = True
+        result.update(changed=True, validated=True)
         if wanted_service and not self._service(args, result, done):
             return result
         result.update(changed=True, msg="; ".join([*done, "configuration written and tested"]))
@@ -155,8 +156,8 @@ class ActionModule(ActionBase):
         text = [to_text(res.get(k, ""), errors="surrogate_or_strict") for k in ("stdout", "stderr")]
         return int(res.get("rc", 1)), text[0], text[1]
 
-    def _probe(self, layout: wh.Layout, run_id: str, diff: bool) -> wh.Probe:
-        rc, stdout, stderr = self._execute(wh.probe_script(layout, run_id, diff=diff))
+    def _probe(self, layout: wh.Layout, run_id: str, diff: bool, os_release: bool = False) -> wh.Probe:
+        rc, stdout, stderr = self._execute(wh.probe_script(layout, run_id, diff=diff, os_release=os_release))
         lines = sh.parse(stdout, run_id)
         err = sh.first(lines, "err")
         if err is not None:
@@ -228,6 +229,33 @@ class ActionModule(ActionBase):
         templar = self._templar.copy_with_new_env(available_variables=variables)
         text = templar.template(data, escape_backslashes=False)
         return to_bytes("" if text is None else text, errors="surrogate_or_strict")
+
+
+def _layout(
+    args: dict[str, t.Any], present: list[dict[str, t.Any]]
+) -> tuple[dict[str, t.Any], wh.Layout, list[dict[str, t.Any]]]:
+    """The effective arguments, what the probe and the switch manage, and the templates to render."""
+    if not args["sites_dir"]:
+        raise ValueError("sites_dir is missing (an option or in the layout)")
+    files = site_files(args["plan"], args["sites_dir"], args["sites_enabled_dir"], args["site_prefix"])
+    templates = [{"src": args["site_template"], "dest": dest, "item": site} for dest, site in files["sites"]]
+    templates += [{"src": str(x["src"]), "dest": str(x["dest"])} for x in args["templates"]]
+    layout = wh.Layout(
+        packages=[str(p) for p in args["packages"]],
+        cert_paths=cert_paths(present),
+        version_command=str(args["version_command"]),
+        dirs=[(str(d), "0") for d in args["root_dirs"]]
+        + [(str(site["root"]), "") for site in present if "root" in site],
+        files=[str(f["dest"]) for f in templates],
+        links=files["links"],
+        absent=files["absent"] + [str(p) for p in args["absent"]],
+        modules=[str(m) for m in args["modules"]],
+        mods_dir=str(args["mods_dir"]),
+        enable_command=str(args["enable_command"]),
+        validate_command=[str(a) for a in args["validate_command"]],
+        service=str(args["service"]),
+    ).check()
+    return args, layout, templates
 
 
 def _managed(src: str, source: str, dest: str) -> str:

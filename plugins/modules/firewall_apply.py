@@ -147,6 +147,14 @@ options:
     description: Seconds to wait for each port of O(verify_host).
     type: float
     default: 3
+  iptables_save_files:
+    description:
+      - On the iptables backend, after the change is confirmed (or when there was nothing to change), the whole
+        live ruleset of each IP version (C(ipv4), C(ipv6)) is saved to the file given for it, where
+        iptables-persistent restores it (C(community.general.iptables_state), C(state=saved)). Empty saves nothing.
+      - Used by the action plugin (the controller side), not on the host.
+    type: dict
+    default: {}
   state_dir:
     description:
       - Small state files (the nft listing digests, the iptables policy and ufw default we replaced, the
@@ -225,6 +233,7 @@ zone:
 """
 
 import os
+import re
 import typing as t
 
 from ansible.module_utils.basic import AnsibleModule
@@ -262,6 +271,7 @@ def main() -> None:
             # used by the action plugin on the controller
             "verify_host": {"type": "str", "default": ""},
             "verify_timeout": {"type": "float", "default": 3},
+            "iptables_save_files": {"type": "dict", "default": {}},
         },
         supports_check_mode=True,
     )
@@ -271,6 +281,10 @@ def main() -> None:
         module.fail_json(msg="ports must be integers from 1 to 65535")
     if p["rollback_timeout"] < 5:
         module.fail_json(msg="rollback_timeout must be at least 5 seconds")
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,30}", p["nft_table"]):
+        module.fail_json(msg="nft_table must be a letter then up to 30 letters, digits or _")
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]{0,27}", p["iptables_chain"]):
+        module.fail_json(msg="iptables_chain must be a letter then up to 27 letters, digits, _ or -")
 
     def run(argv: list[str]) -> tuple[int, str, str]:
         return module.run_command(argv)

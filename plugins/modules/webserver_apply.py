@@ -62,9 +62,9 @@ options:
     type: str
     required: true
   sites_dir:
-    description: Directory of the site files.
+    description: Directory of the site files (required, here or in the host's O(layouts) entry).
     type: str
-    required: true
+    default: ""
   sites_enabled_dir:
     description: Directory of the links that enable sites (empty when the layout has none).
     type: str
@@ -116,6 +116,20 @@ options:
   service_enabled:
     description: Whether the service starts at boot; unset leaves the boot setting alone.
     type: bool
+  layouts:
+    description:
+      - OS family (C(Debian), C(RedHat)) to the options that differ there (among O(packages), O(version_command),
+        O(root_dirs), O(sites_dir), O(sites_enabled_dir), O(templates), O(absent), O(modules), O(mods_dir),
+        O(enable_command), O(validate_command), O(service)); they replace the options given directly.
+      - Without O(os_family), the probe also reads C(/etc/os-release) (no setup run needed) and starts with the
+        first layout, which is also the one used for a family not listed; a host of another listed family
+        costs one more probe.
+    type: dict
+    default: {}
+  os_family:
+    description: The host's OS family when known (gathered facts); picks the layout without reading C(/etc/os-release).
+    type: str
+    default: ""
 """
 
 EXAMPLES = r"""
@@ -162,6 +176,22 @@ packages_installed:
   returned: when a package was missing
   type: list
   elements: str
+validated:
+  description:
+    - Whether this run wrote the configuration and the server's own test (O(validate_command)) accepted it as a
+      whole; the roles' reload handlers then skip their own test of the same files.
+  returned: success
+  type: bool
+os_family:
+  description: The OS family whose layout was used.
+  returned: when O(layouts) is given
+  type: str
+service_started:
+  description:
+    - Whether the probe found the service stopped and this run started it, after writing the configuration (it
+      then runs with the new files; a reload would add nothing).
+  returned: success
+  type: bool
 """
 
 import typing as t
@@ -177,7 +207,7 @@ ARGUMENT_SPEC: dict[str, dict[str, t.Any]] = {
     "version_command": {"type": "str", "default": "true"},
     "root_dirs": {"type": "list", "elements": "str", "default": []},
     "site_template": {"type": "str", "required": True},
-    "sites_dir": {"type": "str", "required": True},
+    "sites_dir": {"type": "str", "default": ""},
     "sites_enabled_dir": {"type": "str", "default": ""},
     "site_prefix": {"type": "str", "default": "portail-"},
     "templates": {"type": "list", "elements": "dict", "default": []},
@@ -189,6 +219,8 @@ ARGUMENT_SPEC: dict[str, dict[str, t.Any]] = {
     "service": {"type": "str", "default": ""},
     "service_state": {"type": "str", "default": "started", "choices": ["started", "stopped"]},
     "service_enabled": {"type": "bool"},
+    "layouts": {"type": "dict", "default": {}},
+    "os_family": {"type": "str", "default": ""},
 }
 
 

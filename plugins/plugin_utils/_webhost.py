@@ -123,8 +123,11 @@ svc() {
 """
 
 
-def probe_script(layout: Layout, run_id: str, *, diff: bool) -> str:
+def probe_script(layout: Layout, run_id: str, *, diff: bool, os_release: bool = False) -> str:
+    """The read-only probe; with os_release, also the text of /etc/os-release (the OS family picks the layout)."""
     out = [*sh.prelude(run_id), _PROBE_FUNCS]
+    if os_release:
+        out.append('say osr $(b64 "$(head -c 16384 /etc/os-release 2>/dev/null)")')
     for i, p in enumerate(layout.packages):
         out.append(f"if pkg {q(p)}; then say pkg {i} 1; else say pkg {i} 0; fi")
     for i, p in enumerate(layout.cert_paths):
@@ -163,6 +166,8 @@ class Probe:
     version: str
     #: (running, enabled at boot) of the service, None when not asked or not known without the service module
     service: t.Optional[tuple[bool, bool]] = None
+    #: the text of /etc/os-release, when asked
+    os_release: str = ""
 
 
 def read_probe(lines: list[list[str]], layout: Layout) -> Probe:
@@ -189,6 +194,7 @@ def read_probe(lines: list[list[str]], layout: Layout) -> Probe:
     mods = [m for i, m in enumerate(layout.modules) if words("mod", i) == ["0"]]
     ver = sh.first(lines, "ver") or [""]
     svc = sh.first(lines, "svc") or []
+    osr = sh.first(lines, "osr") or [""]
     service = (svc[0] == "1", svc[1] == "1") if len(svc) == 2 and set(svc) <= {"0", "1"} else None
     return Probe(
         missing,
@@ -201,7 +207,37 @@ def read_probe(lines: list[list[str]], layout: Layout) -> Probe:
         mods,
         sh.unb64(ver[0] if ver else "").decode("utf-8", "replace"),
         service,
+        sh.unb64(osr[0] if osr else "").decode("utf-8", "replace"),
     )
+
+
+#: the arguments a layout (one OS family's) may set
+LAYOUT_KEYS = frozenset(
+    {
+        "packages",
+        "version_command",
+        "root_dirs",
+        "sites_dir",
+        "sites_enabled_dir",
+        "templates",
+        "absent",
+        "modules",
+        "mods_dir",
+        "enable_command",
+        "validate_command",
+        "service",
+    }
+)
+
+
+def pick_family(layouts: dict[str, t.Any], wanted: str) -> str:
+    """The layout to use: the wanted family's, else the first one (the fallback)."""
+    for name, values in layouts.items():
+        if not isinstance(values, dict) or set(values) - LAYOUT_KEYS:
+            raise ValueError(f"layouts.{name} must be a dict with keys among {', '.join(sorted(LAYOUT_KEYS))}")
+    if wanted in layouts:
+        return wanted
+    return next(iter(layouts), "")
 
 
 def service_ok(found: t.Optional[tuple[bool, bool]], state: str, enabled: t.Optional[bool]) -> bool:

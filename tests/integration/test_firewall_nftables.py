@@ -168,11 +168,20 @@ def test_bad_input_changes_nothing(hosts, tmp_path: Path) -> None:
         {"firewall_backend": "pf"},
         {"firewall_extra_ports": [{"port": 70000}]},
         {"firewall_rollback_timeout": 1},
+        {"firewall_nftables_table": "bad;name"},
     ):
         res = run_role(tmp_path, host, bad)
         assert res.rc != 0 and res.failed(host.name) == 1
-        # rejected by the role's argument spec or its own assert, before any change
-        assert "Invalid firewall inputs" in res.stdout or "Validation of arguments failed" in res.stdout
+        # rejected by the role's argument spec or by firewall_apply's own checks, before any change
+        assert any(
+            m in res.stdout
+            for m in (
+                "Validation of arguments failed",
+                "ports must be integers from 1 to 65535",
+                "rollback_timeout must be at least 5 seconds",
+                "nft_table must be a letter",
+            )
+        ), res.stdout[-2000:]
     assert sh_in(host, "nft", "list", "ruleset") == before
 
 

@@ -42,10 +42,8 @@ RENDER = """
     - name: Load the role's defaults, internal variables and family layout
       ansible.builtin.include_vars:
         file: "{{ item }}"
-      loop:
-        - "{{ role_dir }}/defaults/main.yml"
-        - "{{ role_dir }}/vars/main.yml"
-        - "{{ role_dir }}/vars/{{ family }}.yml"
+      loop: "{{ [role_dir ~ '/defaults/main.yml', role_dir ~ '/vars/main.yml']
+        + ([] if role == 'nginx' else [role_dir ~ '/vars/' ~ family ~ '.yml']) }}"
 
     - name: Plan like the role does, with the given OpenSSL, and pretend the listed sites have certificates
       ansible.builtin.set_fact:
@@ -54,6 +52,11 @@ RENDER = """
         "{{ '__' ~ role ~ '_tls' }}": "{{ openssl_text | portail.https.webserver_tls }}"
         "{{ '__' ~ role ~ '_tls_sites' }}": "{{ tls_sites }}"
         __nginx_http2_directive: "{{ new_http2 | default(false) }}"
+
+    - name: The nginx layout of the family (webserver_apply picks it on a host)
+      ansible.builtin.set_fact:
+        __nginx_layout: "{{ __nginx_layouts[family] }}"
+      when: role == 'nginx'
 
     - name: Layout
       ansible.builtin.debug:
@@ -82,7 +85,7 @@ RENDER = """
 """
 
 LAYOUT_VARS = {
-    "nginx": ["__nginx_service", "__nginx_sites_dir", "__nginx_sites_enabled_dir", "__nginx_default_site_files"],
+    "nginx": ["__nginx_service", "__nginx_binary", "__nginx_layout"],
     "apache": [
         "__apache_service",
         "__apache_ctl",
@@ -161,14 +164,19 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.parametrize("family", ["Debian", "RedHat"])
 def test_nginx_layout_and_profile(family: str, tmp_path: Path) -> None:
     layout, files = render("nginx", family, tmp_path)
+    own = layout["__nginx_layout"]
     if family == "RedHat":
-        assert layout["__nginx_sites_dir"] == "/etc/nginx/conf.d"
-        assert layout["__nginx_sites_enabled_dir"] == ""
-        assert layout["__nginx_default_site_files"] == []
+        assert own["sites_dir"] == "/etc/nginx/conf.d"
+        assert own["sites_enabled_dir"] == ""
+        assert own["absent"] == ["/usr/share/nginx/modules/zz-portail-stream.conf"]
+        assert own["packages"] == ["nginx"]
     else:
-        assert layout["__nginx_sites_dir"] == "/etc/nginx/sites-available"
-        assert layout["__nginx_sites_enabled_dir"] == "/etc/nginx/sites-enabled"
+        assert own["sites_dir"] == "/etc/nginx/sites-available"
+        assert own["sites_enabled_dir"] == "/etc/nginx/sites-enabled"
+        stream = "/etc/nginx/modules-enabled/90-portail-stream.conf"
+        assert own["absent"] == [stream, "/etc/nginx/sites-enabled/default"]
     assert layout["__nginx_service"] == "nginx"
+    assert layout["__nginx_binary"] == "/usr/sbin/nginx"
 
     static = files["portail-static.conf"]
     http, https = blocks(static, "server {")

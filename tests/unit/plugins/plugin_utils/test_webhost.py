@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import subprocess
 from pathlib import Path
@@ -167,3 +168,28 @@ def test_read_probe_takes_only_well_formed_service_lines() -> None:
 def test_layout_refuses_a_bad_service_name() -> None:
     with pytest.raises(ValueError):
         wh.Layout(validate_command=["true"], service="nginx; reboot").check()
+
+
+def test_probe_reads_os_release_only_when_asked(tree: Path) -> None:
+    lay = layout(tree).check()
+    assert "os-release" not in wh.probe_script(lay, RUN_ID, diff=False)
+    probe = wh.read_probe(sh_run(wh.probe_script(lay, RUN_ID, diff=False, os_release=True)), lay)
+    assert probe.os_release == Path("/etc/os-release").read_text()[:16384].rstrip("\n")
+
+
+def test_read_probe_os_release_is_decoded_not_framed() -> None:
+    lay = wh.Layout(validate_command=["true"])
+    text = 'ID="rocky"\nID_LIKE="rhel centos fedora"'
+    osr = base64.b64encode(text.encode()).decode()
+    assert wh.read_probe([["osr", osr], ["done"]], lay).os_release == text
+    assert wh.read_probe([["done"]], lay).os_release == ""
+
+
+def test_pick_family_falls_back_to_the_first_layout() -> None:
+    layouts = {"Debian": {"sites_dir": "/a"}, "RedHat": {"sites_dir": "/b"}}
+    assert wh.pick_family(layouts, "RedHat") == "RedHat"
+    assert wh.pick_family(layouts, "Suse") == "Debian"
+    assert wh.pick_family(layouts, "") == "Debian"
+    assert wh.pick_family({}, "Debian") == ""
+    with pytest.raises(ValueError, match=r"layouts\.Debian"):
+        wh.pick_family({"Debian": {"plan": {}}}, "Debian")
