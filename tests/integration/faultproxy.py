@@ -101,6 +101,7 @@ class Seen:
     method: str
     path: str
     action: str  # forward, drop, respond, hold, refuse, upstream-error
+    status: int = 0  # the real server's answer, for forwarded requests
 
 
 class Rules:
@@ -130,15 +131,24 @@ class Rules:
                     return rule
         return None
 
-    def record(self, method: str, path: str, action: str) -> None:
+    def record(self, method: str, path: str, action: str, status: int = 0) -> None:
         with self._lock:
-            self.log.append(Seen(method, path, action))
+            self.log.append(Seen(method, path, action, status))
 
-    def count(self, method: str = ".*", path: str = ".*", action: str = "forward") -> int:
-        """How many logged requests match (action 'forward' = reached the real server)."""
+    def count(
+        self, method: str = ".*", path: str = ".*", action: str = "forward", status: t.Optional[int] = None
+    ) -> int:
+        """How many logged requests match (action 'forward' = reached the real server; status: its answer)."""
         m, p = re.compile(method, re.IGNORECASE), re.compile(path)
         with self._lock:
-            return sum(1 for s in self.log if m.fullmatch(s.method) and p.search(s.path) and s.action == action)
+            return sum(
+                1
+                for s in self.log
+                if m.fullmatch(s.method)
+                and p.search(s.path)
+                and s.action == action
+                and (status is None or s.status == status)
+            )
 
 
 class _Server(ThreadingHTTPServer):
@@ -236,7 +246,7 @@ class _Handler(BaseHTTPRequestHandler):
             proxy.rules.record(self.command, self.path, "upstream-error")
             self.send_error(502, f"fault proxy: upstream failed: {exc}")
             return
-        proxy.rules.record(self.command, self.path, "forward")
+        proxy.rules.record(self.command, self.path, "forward", resp.status)
         self.send_response_only(resp.status, resp.reason)
         for name, value in resp.getheaders():
             if name.lower() not in HOP_BY_HOP and name.lower() != "content-length":
