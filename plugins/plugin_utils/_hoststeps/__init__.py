@@ -73,12 +73,11 @@ class ShellHost:
     ) -> None:
         if not sh.RUN_ID_RE.match(run_id):
             raise ValueError("run_id must be 8 to 64 characters of [A-Za-z0-9_-]")
-        if record:
-            _record.lines(record)  # bad input fails here, before any host is contacted
-        self.record = dict(record) if record else None
+        # validated here: bad input fails before any host is contacted
+        self.record = _record.Record(record) if record else None
         self.recorded: t.Optional[dict[str, t.Any]] = None
         self._record_lock = threading.Lock()
-        self._prefetched: dict[str, tuple[list[list[str]], str, t.Optional[dict[str, t.Any]]]] = {}
+        self._prefetched: dict[str, tuple[list[list[str]], str, t.Optional[_record.Record]]] = {}
         self.execute = execute
         self.run_module = run_module
         self.check_mode = check_mode
@@ -197,19 +196,19 @@ class ShellHost:
 
     # -- certificate files ------------------------------------------------------------------------------
 
-    def _take_record(self) -> t.Optional[dict[str, t.Any]]:
+    def _take_record(self) -> t.Optional[_record.Record]:
         with self._record_lock:
             record, self.record = self.record, None  # the first inspect of the task, only
         return record
 
-    def _inspect_script(self, args: t.Mapping[str, t.Any], record: t.Optional[t.Mapping[str, t.Any]]) -> str:
+    def _inspect_script(self, args: t.Mapping[str, t.Any], record: t.Optional[_record.Record]) -> str:
         return _certfiles.inspect_script(
             args,
             self.run_id,
             check=self.check_mode,
             prepare=bool(args.get("prepare_if_due")) and bool(args.get("names")),
             ttl=self.lease_seconds,
-            extra=_record.lines(record) if record else None,
+            extra=record.lines if record else None,
         )
 
     @staticmethod
@@ -225,32 +224,27 @@ class ShellHost:
         """
         if len(args_list) < 2:
             return
-        record = self._take_record()
+        with self._record_lock:
+            record = self.record  # taken only when the round trip worked: otherwise the first lone inspect has it
         parts = [f"N={self.run_id}"]
-        try:
-            for k, args in enumerate(args_list):
-                script = self._inspect_script(args, record if k == 0 else None)
-                parts += [f"printf '%s sect {k}\\n' \"$N\"", "(", script, ")"]
-            parts.append("printf '%s sect end\\n' \"$N\"")
-            rc, stdout, stderr = self.execute("\n".join(parts), b"")
-        except BaseException:
-            with self._record_lock:
-                self.record = self.record or record
-            raise
-        lines = sh.parse(stdout, self.run_id)
+        for k, args in enumerate(args_list):
+            script = self._inspect_script(args, record if k == 0 else None)
+            parts += [f"printf '%s sect {k}\\n' \"$N\"", "(", script, ")"]
+        parts.append("printf '%s sect end\\n' \"$N\"")
+        rc, stdout, stderr = self.execute("\n".join(parts), b"")
         sections: dict[str, list[list[str]]] = {}
         current: t.Optional[str] = None
-        for words in lines:
+        for words in sh.parse(stdout, self.run_id):
             if len(words) == 2 and words[0] == "sect":
                 current = words[1]
                 sections[current] = []
             elif current is not None:
                 sections[current].append(words)
         if rc != 0 or "end" not in sections:
-            with self._record_lock:
-                self.record = self.record or record  # give it back to the first inspect that runs alone
             return
         with self._record_lock:
+            if self.record is record:
+                self.record = None
             for k, args in enumerate(args_list):
                 self._prefetched[self._key(args)] = (sections.get(str(k), []), stderr, record if k == 0 else None)
 
@@ -282,7 +276,7 @@ class ShellHost:
             state["locked"] = {"expires_in": int(locked[0])}
         blocks = {w[1]: sh.unb64(w[2]) for w in lines if len(w) == 3 and w[0] == "blk"}
         if record:
-            self.recorded = _record.parse(record, lines, blocks)
+            self.recorded = record.parse(lines, blocks)
         key_der = None
         if 0 not in missing:
             pub = _facts.public_key_der(blocks.get("keypub", b""))

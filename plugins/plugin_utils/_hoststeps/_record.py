@@ -30,12 +30,7 @@ q = sh.q
 
 
 def _first_dns_name(names: t.Sequence[str]) -> str:
-    for name in names:
-        try:
-            ipaddress.ip_address(name)
-        except ValueError:
-            return name.removeprefix("*.") if name.startswith("*.") else name
-    return ""
+    return next((name.removeprefix("*.") for name in names if not rs.is_ip(name)), "")
 
 
 def check(record: t.Mapping[str, t.Any]) -> list[dict[str, t.Any]]:
@@ -97,9 +92,40 @@ def _served_lines(record: t.Mapping[str, t.Any], certs: list[dict[str, t.Any]]) 
     return out
 
 
+class Record:
+    """A ``record`` option, validated once (before any host is contacted): the shell lines it adds to the
+    first inspect, and the reading of what they said."""
+
+    def __init__(self, options: t.Mapping[str, t.Any]) -> None:
+        self.options = dict(options)
+        self.certs = check(self.options)
+        self.lines = _lines(self.options, self.certs)
+
+    def parse(self, found: list[list[str]], blocks: t.Mapping[str, bytes]) -> dict[str, t.Any]:
+        """What the lines said: {head, metrics, check, served: {certificate: serial in lowercase hex}}."""
+        absent = "" if self.options.get("metrics_dir") else "absent"
+        metrics = sh.first(found, "metrics")
+        state = sh.first(found, "check")
+        served: dict[str, str] = {}
+        for words in found:
+            if len(words) == 3 and words[0] == "served" and words[1].isdigit() and int(words[1]) < len(self.certs):
+                value = words[2].lower().lstrip("0") or "0"
+                if all(ch in "0123456789abcdef" for ch in value):
+                    served[self.certs[int(words[1])]["name"]] = value
+        return {
+            "head": blocks.get("recorded", b"").decode("utf-8", "replace"),
+            "metrics": metrics[0] if metrics else absent,
+            "check": state[0] if state else absent,
+            "served": served,
+        }
+
+
 def lines(record: t.Mapping[str, t.Any]) -> list[str]:
     """Shell lines for the inspect script (after the prelude: say, blk, trust and CHECK/NOW are set)."""
-    certs = check(record)
+    return Record(record).lines
+
+
+def _lines(record: t.Mapping[str, t.Any], certs: list[dict[str, t.Any]]) -> list[str]:
     fact_file = sh.check_path(record.get("fact_file") or "", "record.fact_file")
     metrics_dir = str(record.get("metrics_dir") or "")
     out = [
@@ -139,23 +165,3 @@ def lines(record: t.Mapping[str, t.Any]) -> list[str]:
             "fi",
         ]
     return out
-
-
-def parse(record: t.Mapping[str, t.Any], found: list[list[str]], blocks: t.Mapping[str, bytes]) -> dict[str, t.Any]:
-    """What the lines said: {head, metrics, check, served: {certificate: serial in lowercase hex}}."""
-    certs = check(record)
-    head = blocks.get("recorded", b"").decode("utf-8", "replace") if "recorded" in blocks else ""
-    metrics = sh.first(found, "metrics")
-    state = sh.first(found, "check")
-    served: dict[str, str] = {}
-    for words in found:
-        if len(words) == 3 and words[0] == "served" and words[1].isdigit() and int(words[1]) < len(certs):
-            value = words[2].lower().lstrip("0") or "0"
-            if all(ch in "0123456789abcdef" for ch in value):
-                served[certs[int(words[1])]["name"]] = value
-    return {
-        "head": head,
-        "metrics": metrics[0] if metrics else ("" if record.get("metrics_dir") else "absent"),
-        "check": state[0] if state else ("" if record.get("metrics_dir") else "absent"),
-        "served": served,
-    }
