@@ -549,15 +549,14 @@ def record_command(
     """
     fact_path = _check_path(fact_file, "certificate_fact_file")
     text, prefix = fact_document(entries)
-    if metrics_dir:
-        _check_path(metrics_dir.rstrip("/") + "/" + MAIN_FILE, "certificate_metrics_dir")
+    # checked even when nothing is to be sent: bad input is refused at every run, not only at a change
+    prom = _check_path(metrics_dir.rstrip("/") + "/" + MAIN_FILE, "certificate_metrics_dir") if metrics_dir else ""
     if keep_when_unchanged and up_to_date(prefix, recorded, metrics_dir):
         return ""
     parts = [_SCRIPT]
     keep = prefix if keep_when_unchanged else ""
     parts.append(f"put facts {shlex.quote(fact_path)} {shlex.quote(keep)} {_b64(text)} yes")
-    if metrics_dir:
-        prom = _check_path(metrics_dir.rstrip("/") + "/" + MAIN_FILE, "certificate_metrics_dir")
+    if prom:
         parts.append(f"put metrics {shlex.quote(prom)} '' {_b64(metrics(entries, now=now, fraction=fraction))} no")
     return "/bin/sh -c " + shlex.quote("\n".join(parts) + "\n")
 
